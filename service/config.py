@@ -1,0 +1,120 @@
+"""Settings, read once from `CONNECTIVITY_*` environment variables into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "CONNECTIVITY_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message says which."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # None: start the embedded CouchDB-compatible server as a child process.
+    couch_url: str | None = None
+    data_dir: Path = Path(".data")
+    couch_timeout: float = 10.0
+    token_ttl: int = 3600
+    page_size: int = 50
+    max_upload_size: int = 8_000_000
+    # KAZOO's `crossbar.schema_strict_validation` (default false: lenient coercion, §6.3).
+    strict_validation: bool = False
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def uses_embedded_couch(self) -> bool:
+        return self.couch_url is None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{PREFIX}{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float) -> float:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    if not value >= low:
+        raise ConfigError(f"{PREFIX}{name} must be at least {low}, got {raw}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _couch_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get(PREFIX + "COUCH_URL")
+    if raw is None or raw.strip() == "":
+        return None
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The message must not echo the URL: it usually carries the admin password.
+        raise ConfigError(
+            f"{PREFIX}COUCH_URL must be an http(s) URL such as http://admin:secret@127.0.0.1:5984"
+        )
+    return raw.strip()
+
+
+def _host(env: Mapping[str, str]) -> str:
+    raw = env.get(PREFIX + "HOST", "127.0.0.1").strip()
+    if not raw or any(ch.isspace() for ch in raw):
+        raise ConfigError(f"{PREFIX}HOST must be a host name or address, got {raw!r}")
+    return raw
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = env.get(PREFIX + "LOG_LEVEL", "INFO").strip().upper()
+    if raw not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parses the environment; raises ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    data_dir = env.get(PREFIX + "DATA_DIR", "").strip() or ".data"
+    return Settings(
+        host=_host(env),
+        port=_int(env, "PORT", 8000, low=0, high=65535),
+        couch_url=_couch_url(env),
+        data_dir=Path(data_dir),
+        couch_timeout=_float(env, "COUCH_TIMEOUT", 10.0, low=0.1),
+        token_ttl=_int(env, "TOKEN_TTL", 3600, low=1, high=366 * 24 * 3600),
+        page_size=_int(env, "PAGE_SIZE", 50, low=1, high=100_000),
+        max_upload_size=_int(env, "MAX_UPLOAD_SIZE", 8_000_000, low=1024, high=1 << 30),
+        strict_validation=_bool(env, "STRICT_VALIDATION", False),
+        shutdown_grace=_float(env, "SHUTDOWN_GRACE", 10.0, low=0.0),
+        log_level=_log_level(env),
+    )

@@ -1,0 +1,174 @@
+"""The connectivity document layer: KAZOO's semantics for `sys_info` docs, written once.
+
+Handlers call these operations; this module applies validation, defaults, merge
+rules, the forced realm, private fields and soft delete (BEHAVIOUR.md §6 to §8), and
+turns CouchDB's answers into KAZOO errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .couchdb import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
+from .kazoo_doc import (
+    WriteContext,
+    is_live_of_type,
+    merge_patch,
+    public_fields,
+    public_view,
+    replace_public_fields,
+    stamp_private_fields,
+)
+from .kazoo_ids import EMPTY_ID_VALUES, new_id
+from .validation import SchemaValidator
+
+Json = dict[str, Any]
+
+PVT_TYPE = "sys_info"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A stored doc as the API shows it, with the revision to report."""
+
+    view: Json
+    revision: str
+    doc: Json
+
+
+def is_acceptable_doc_id(doc_id: str) -> bool:
+    # Ids starting with `_` would address CouchDB's own endpoints or design docs
+    # (`_design/trunkstore`, `_all_docs`); KAZOO lets them through (§14 #10), we do not.
+    return bool(doc_id) and not doc_id.startswith("_")
+
+
+def chosen_id(data: Json) -> str | None:
+    """A client-chosen id on PUT (`data.id` or `data._id`), as KAZOO honours it (§7.2)."""
+    for key in ("id", "_id"):
+        value = data.get(key)
+        if isinstance(value, str) and value not in EMPTY_ID_VALUES:
+            return value
+    return None
+
+
+class ConnectivityStore:
+    def __init__(self, client: CouchClient, validator: SchemaValidator) -> None:
+        self.client = client
+        self.validator = validator
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def load(self, db: str, doc_id: str) -> Json:
+        """The stored doc, or 404 `bad_identifier` if missing, soft-deleted or not ours."""
+        if not is_acceptable_doc_id(doc_id):
+            raise errors.bad_document_id(doc_id)
+        try:
+            doc = await self.client.get_doc(db, doc_id)
+        except (DocumentNotFound, DatabaseNotFound):
+            raise errors.bad_document_id(doc_id) from None
+        if not is_live_of_type(doc, PVT_TYPE):
+            raise errors.bad_document_id(doc_id)
+        return doc
+
+    # -- validation --------------------------------------------------------------------
+
+    def validated(self, data: Json, realm: str | None) -> Json:
+        """The body's public fields validated, defaults applied, realm forced (§6, §7.6)."""
+        candidate = public_fields(data)
+        # KAZOO validates with an `id` key added; our schema does not describe it and it
+        # is never stored (kzs_doc:prepare_doc_for_save/2), so it is left out here.
+        candidate.pop("id", None)
+        result = self.validator.validate(candidate)
+        if not result.ok or result.value is None:
+            raise errors.validation_error(result.errors)
+        doc = result.value
+        force_realm(doc, realm)
+        return doc
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def create(self, db: str, data: Json, realm: str | None, ctx: WriteContext) -> Saved:
+        doc_id = chosen_id(data)
+        if doc_id is not None and not is_acceptable_doc_id(doc_id):
+            raise errors.validation_error(
+                {
+                    "id": {
+                        "invalid": {
+                            "message": "document ids may not start with '_'",
+                            "value": doc_id,
+                        }
+                    }
+                }
+            )
+        doc = self.validated(data, realm)
+        doc["_id"] = doc_id or new_id()
+        doc["pvt_type"] = PVT_TYPE
+        stamp_private_fields(doc, ctx)
+        return await self._save(db, doc)
+
+    async def replace(
+        self, db: str, stored: Json, data: Json, realm: str | None, ctx: WriteContext
+    ) -> Saved:
+        """POST: every public field replaced by the validated body."""
+        doc = replace_public_fields(stored, self.validated(data, realm))
+        stamp_private_fields(doc, ctx)
+        return await self._save(db, doc)
+
+    async def patch(
+        self, db: str, stored: Json, data: Json, realm: str | None, ctx: WriteContext
+    ) -> Saved:
+        """PATCH: the body deep-merged onto the stored doc, then validated like a POST."""
+        patch = public_fields(data)
+        patch.pop("id", None)
+        merged = merge_patch(stored, patch)
+        doc = replace_public_fields(stored, self.validated(merged, realm))
+        stamp_private_fields(doc, ctx)
+        return await self._save(db, doc)
+
+    async def soft_delete(self, db: str, stored: Json, ctx: WriteContext) -> Saved:
+        doc = dict(stored)
+        stamp_private_fields(doc, ctx)
+        doc["pvt_deleted"] = True
+        saved = await self._save(db, doc)
+        return _deleted(saved.doc, stored["_rev"])
+
+    async def hard_delete(self, db: str, stored: Json) -> Saved:
+        try:
+            await self.client.delete_doc(db, stored["_id"], stored["_rev"])
+        except DocumentConflict:
+            raise errors.conflict() from None
+        except (DocumentNotFound, DatabaseNotFound):
+            raise errors.bad_document_id(stored["_id"]) from None
+        return _deleted(stored, stored["_rev"])
+
+    async def _save(self, db: str, doc: Json) -> Saved:
+        try:
+            saved = await self.client.put_doc(db, doc)
+        except DocumentConflict:
+            raise errors.conflict() from None
+        except DatabaseNotFound:
+            raise errors.datastore_fault(db) from None
+        stored = dict(doc)
+        stored["_rev"] = saved.rev
+        return Saved(view=public_view(stored), revision=saved.rev, doc=stored)
+
+
+def force_realm(doc: Json, realm: str | None) -> None:
+    """`account.auth_realm` always follows the account's realm (§7.6)."""
+    if not realm:
+        # KAZOO keeps the client's value when the account has no realm.
+        return
+    account = doc.get("account")
+    if not isinstance(account, dict):
+        account = {}
+        doc["account"] = account
+    account["auth_realm"] = realm
+
+
+def _deleted(doc: Json, revision_before: str) -> Saved:
+    # KAZOO reports the revision *before* the delete write (§8, §14 #8).
+    view = public_view(doc)
+    view["_read_only"] = {"deleted": True}
+    return Saved(view=view, revision=revision_before, doc=doc)

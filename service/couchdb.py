@@ -1,0 +1,294 @@
+"""The only module that speaks HTTP to CouchDB.
+
+Each call says which CouchDB status means what, and raises a typed exception for the
+rest; no other module sees aiohttp's client errors. We use aiohttp directly rather than
+aiocouch: aiocouch 4.0.1 builds `_all_docs` URLs without quoting `account/…` names,
+raises TypeError on views with a reduce, and surfaces raw aiohttp errors
+(../shared/couchdb/EMBEDDED.md), and every request here is on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import aiohttp
+import yarl
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+
+class CouchError(Exception):
+    """CouchDB answered something this layer does not expect."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CouchUnreachable(CouchError):
+    """CouchDB could not be reached, timed out, or answered 5xx: retry later."""
+
+
+class DocumentNotFound(CouchError):
+    pass
+
+
+class DatabaseNotFound(CouchError):
+    pass
+
+
+class DocumentConflict(CouchError):
+    pass
+
+
+class DatabaseExists(CouchError):
+    pass
+
+
+@dataclass(frozen=True)
+class SavedDoc:
+    id: str
+    rev: str
+    # 202: accepted by fewer nodes than the write quorum. A success for the client,
+    # worth a warning for the operator.
+    accepted_below_quorum: bool
+
+
+def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
+    """Returns the URL without user:password, and the credentials as BasicAuth."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url.rstrip("/"), None
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+    return bare.rstrip("/"), auth
+
+
+def quote_db(name: str) -> str:
+    # Database names like `account/ab/cd/…` must travel as one path segment.
+    return quote(name, safe="")
+
+
+def quote_doc_id(doc_id: str) -> str:
+    # CouchDB addresses design docs as `_design/name` with a literal slash.
+    if doc_id.startswith("_design/"):
+        return "_design/" + quote(doc_id[len("_design/") :], safe="")
+    return quote(doc_id, safe="")
+
+
+def encode_view_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """CouchDB wants JSON values for keys and booleans as `true`/`false`."""
+    encoded: dict[str, str] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        if name in ("key", "startkey", "endkey", "start_key", "end_key", "keys"):
+            encoded[name] = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, bool):
+            encoded[name] = "true" if value else "false"
+        else:
+            encoded[name] = str(value)
+    return encoded
+
+
+class CouchClient:
+    """A keep-alive session to one CouchDB (or the embedded server)."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.base_url, self._auth = split_credentials(url)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                auth=self._auth,
+                timeout=self._timeout,
+                headers={"Accept": "application/json"},
+                # CouchDB errors are answered by status, never by exception.
+                raise_for_status=False,
+                # Compressed continuous feeds stall on the embedded server (EMBEDDED.md).
+                auto_decompress=True,
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> CouchClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- raw request -------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> tuple[int, Any]:
+        """Sends one request; returns (status, decoded JSON body).
+
+        Connection failures, timeouts and 5xx answers become `CouchUnreachable`.
+        """
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        url = yarl.URL(f"{self.base_url}/{path}", encoded=True)
+        if params:
+            url = url.with_query(params)
+        data = None
+        headers = None
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json"}
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.warning(
+                "couchdb unreachable",
+                extra={"couch_method": method, "couch_path": path, "fault": type(exc).__name__},
+            )
+            raise CouchUnreachable(f"{method} {path}: {type(exc).__name__}") from exc
+        decoded = _decode(raw)
+        if status >= 500:
+            log.warning(
+                "couchdb fault",
+                extra={"couch_method": method, "couch_path": path, "couch_status": status},
+            )
+            raise CouchUnreachable(f"{method} {path}: HTTP {status}", status=status)
+        return status, decoded
+
+    # -- server ------------------------------------------------------------------------
+
+    async def is_up(self) -> bool:
+        try:
+            status, _ = await self.request("GET", "_up")
+        except CouchUnreachable:
+            return False
+        return status == 200
+
+    async def all_dbs(self) -> list[str]:
+        status, body = await self.request("GET", "_all_dbs")
+        _expect(status, body, (200,), "GET /_all_dbs")
+        return list(body)
+
+    # -- databases ---------------------------------------------------------------------
+
+    async def create_db(self, db: str) -> None:
+        status, body = await self.request("PUT", quote_db(db))
+        if status == 412:
+            raise DatabaseExists(db, status=status)
+        _expect(status, body, (201, 202), f"PUT /{db}")
+
+    async def ensure_db(self, db: str) -> bool:
+        """Creates the database if needed; returns True when it was created now."""
+        try:
+            await self.create_db(db)
+        except DatabaseExists:
+            return False
+        return True
+
+    async def delete_db(self, db: str) -> None:
+        status, body = await self.request("DELETE", quote_db(db))
+        if status == 404:
+            raise DatabaseNotFound(db, status=status)
+        _expect(status, body, (200, 202), f"DELETE /{db}")
+
+    async def put_security(self, db: str, security: Json) -> None:
+        status, body = await self.request("PUT", f"{quote_db(db)}/_security", body=security)
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (200,), f"PUT /{db}/_security")
+
+    # -- documents ---------------------------------------------------------------------
+
+    async def get_doc(self, db: str, doc_id: str, **params: str) -> Json:
+        status, body = await self.request(
+            "GET", f"{quote_db(db)}/{quote_doc_id(doc_id)}", params=params or None
+        )
+        _raise_not_found(status, body, db, doc_id)
+        _expect(status, body, (200,), f"GET /{db}/{doc_id}")
+        return dict(body)
+
+    async def put_doc(self, db: str, doc: Json) -> SavedDoc:
+        """Saves `doc` at its `_id` (and `_rev`, if any)."""
+        doc_id = doc["_id"]
+        status, body = await self.request("PUT", f"{quote_db(db)}/{quote_doc_id(doc_id)}", body=doc)
+        if status == 409:
+            raise DocumentConflict(doc_id, status=status)
+        _raise_not_found(status, body, db, doc_id)
+        _expect(status, body, (201, 202), f"PUT /{db}/{doc_id}")
+        if status == 202:
+            log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
+        return SavedDoc(id=body["id"], rev=body["rev"], accepted_below_quorum=status == 202)
+
+    async def delete_doc(self, db: str, doc_id: str, rev: str) -> SavedDoc:
+        status, body = await self.request(
+            "DELETE", f"{quote_db(db)}/{quote_doc_id(doc_id)}", params={"rev": rev}
+        )
+        if status == 409:
+            raise DocumentConflict(doc_id, status=status)
+        _raise_not_found(status, body, db, doc_id)
+        _expect(status, body, (200, 202), f"DELETE /{db}/{doc_id}")
+        return SavedDoc(id=body["id"], rev=body["rev"], accepted_below_quorum=status == 202)
+
+    # -- views -------------------------------------------------------------------------
+
+    async def view(self, db: str, ddoc: str, view: str, **params: Any) -> Json:
+        path = f"{quote_db(db)}/_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
+        status, body = await self.request("GET", path, params=encode_view_params(params))
+        if status == 404:
+            reason = _reason(body)
+            if "Database does not exist" in reason or reason == "no_db_file":
+                raise DatabaseNotFound(db, status=status)
+            raise DocumentNotFound(f"_design/{ddoc}/{view}", status=status)
+        _expect(status, body, (200,), f"GET {path}")
+        return dict(body)
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"error": "not_json", "reason": raw[:200].decode("utf-8", "replace")}
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("reason", ""))
+    return ""
+
+
+def _raise_not_found(status: int, body: Any, db: str, doc_id: str | None) -> None:
+    if status != 404:
+        return
+    reason = _reason(body)
+    # CouchDB says "Database does not exist."; the embedded server says "no_db_file".
+    if doc_id is None or "Database does not exist" in reason or reason == "no_db_file":
+        raise DatabaseNotFound(db, status=status)
+    raise DocumentNotFound(doc_id, status=status)
+
+
+def _expect(status: int, body: Any, ok: tuple[int, ...], what: str) -> None:
+    if status not in ok:
+        raise CouchError(f"{what}: HTTP {status} {body!r:.200}", status=status)

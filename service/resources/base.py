@@ -1,0 +1,23 @@
+"""What every resource module provides to the request pipeline."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+
+from ..context import RequestContext
+
+
+class Resource(Protocol):
+    # True for resources under /v2/accounts/{ACCOUNT_ID}/: the account is checked
+    # (404) before authentication, as Crossbar's malformed_request does (§1 step 4).
+    account_scoped: bool
+    # False only for the endpoints that hand out tokens.
+    needs_auth: bool
+
+    def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
+        """The verbs for this path below the resource; None when the path is unknown."""
+        ...
+
+    async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse: ...

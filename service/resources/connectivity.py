@@ -1,0 +1,126 @@
+"""`/v2/accounts/{ACCOUNT_ID}/connectivity[/{CONNECTIVITY_ID}]` (cb_connectivity).
+
+Thin on purpose: each verb maps to one operation of the connectivity document layer.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import conditional, listing
+from ..context import RequestContext, is_false
+from ..design_docs import ensure_design_docs
+from ..envelope import GET_EXPIRES, render, success_body
+from ..kazoo_doc import WriteContext, public_view
+from ..kazoo_ids import account_db, encoded_account_db
+from ..services import SERVICES, Services
+
+COLLECTION_METHODS = ("GET", "PUT")
+ITEM_METHODS = ("GET", "POST", "PATCH", "DELETE")
+
+
+class ConnectivityResource:
+    account_scoped = True
+    needs_auth = True
+
+    def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
+        if not args:
+            return COLLECTION_METHODS
+        if len(args) == 1:
+            return ITEM_METHODS
+        return None
+
+    async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
+        services = ctx.request.app[SERVICES]
+        if not args:
+            if ctx.method == "GET":
+                return await _summary(ctx, services)
+            return await _create(ctx, services)
+        doc_id = args[0]
+        if ctx.method == "GET":
+            return await _read(ctx, services, doc_id)
+        if ctx.method == "DELETE":
+            return await _delete(ctx, services, doc_id)
+        return await _update(ctx, services, doc_id)
+
+
+def _db(ctx: RequestContext) -> str:
+    assert ctx.account_id is not None
+    return account_db(ctx.account_id)
+
+
+def _realm(ctx: RequestContext) -> str | None:
+    realm = (ctx.account or {}).get("realm")
+    return realm if isinstance(realm, str) and realm else None
+
+
+def _write_context(ctx: RequestContext) -> WriteContext:
+    assert ctx.account_id is not None
+    return WriteContext(
+        account_id=ctx.account_id,
+        encoded_account_db=encoded_account_db(ctx.account_id),
+        request_id=ctx.request_id,
+        auth_account_id=ctx.auth.account_id if ctx.auth else None,
+        auth_user_id=ctx.auth.owner_id if ctx.auth else None,
+    )
+
+
+async def _summary(ctx: RequestContext, services: Services) -> web.StreamResponse:
+    db = _db(ctx)
+    request = listing.page_request(ctx, services.settings.page_size)
+
+    async def install_views() -> None:
+        await ensure_design_docs(services.client, db, "account")
+
+    page = await listing.read_page(
+        services.client, db, "trunkstore", "crossbar_listing", request, install_views=install_views
+    )
+    body = success_body(ctx, [row["id"] for row in page.rows])
+    body.update(listing.paging_envelope(request, page))
+    return render(ctx, body, 200)
+
+
+async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse:
+    # No document exists yet, so any If-Match fails (§13).
+    conditional.check_write(ctx, None)
+    saved = await services.connectivity.create(_db(ctx), ctx.data, _realm(ctx), _write_context(ctx))
+    response = render(ctx, success_body(ctx, saved.view, revision=saved.revision), 201)
+    response.headers["Location"] = f"/v2/accounts/{ctx.account_id}/connectivity/{saved.doc['_id']}"
+    return response
+
+
+async def _read(ctx: RequestContext, services: Services, doc_id: str) -> web.StreamResponse:
+    doc = await services.connectivity.load(_db(ctx), doc_id)
+    headers = {"ETag": conditional.etag(doc["_rev"]), "Expires": GET_EXPIRES}
+    if conditional.check_read(ctx, doc["_rev"]):
+        return web.Response(status=304, headers=headers)
+    response = render(ctx, success_body(ctx, public_view(doc), revision=doc["_rev"]), 200)
+    response.headers.update(headers)
+    return response
+
+
+async def _update(ctx: RequestContext, services: Services, doc_id: str) -> web.StreamResponse:
+    store = services.connectivity
+    db = _db(ctx)
+    if ctx.method == "POST":
+        # KAZOO validates a POST body before it looks the doc up: 400 wins over 404 (§7.5).
+        store.validated(ctx.data, _realm(ctx))
+    stored = await store.load(db, doc_id)
+    conditional.check_write(ctx, stored["_rev"])
+    if ctx.method == "POST":
+        saved = await store.replace(db, stored, ctx.data, _realm(ctx), _write_context(ctx))
+    else:
+        saved = await store.patch(db, stored, ctx.data, _realm(ctx), _write_context(ctx))
+    return render(ctx, success_body(ctx, saved.view, revision=saved.revision), 200)
+
+
+async def _delete(ctx: RequestContext, services: Services, doc_id: str) -> web.StreamResponse:
+    store = services.connectivity
+    db = _db(ctx)
+    stored = await store.load(db, doc_id)
+    conditional.check_write(ctx, stored["_rev"])
+    if is_false(ctx.req_value("should_soft_delete")):
+        saved = await store.hard_delete(db, stored)
+    else:
+        saved = await store.soft_delete(db, stored, _write_context(ctx))
+    return render(ctx, success_body(ctx, saved.view, revision=saved.revision), 200)

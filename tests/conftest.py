@@ -1,0 +1,130 @@
+"""Fixtures that chain: embedded CouchDB → service → accounts → tokens.
+
+Everything runs against a real CouchDB-compatible server the suite starts itself (the
+embedded one, in memory), or Apache CouchDB when CONNECTIVITY_TEST_COUCH_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from service.embedded import EmbeddedCouch, EmbeddedOptions
+
+from service.accounts import AccountStore
+from service.app import create_app
+from service.config import Settings
+from service.couch_runtime import with_credentials
+from service.couchdb import CouchClient
+
+Json = dict[str, Any]
+
+APACHE_COUCH_URL = os.environ.get("CONNECTIVITY_TEST_COUCH_URL")
+requires_apache_couch = pytest.mark.skipif(
+    not APACHE_COUCH_URL, reason="set CONNECTIVITY_TEST_COUCH_URL to an Apache CouchDB 3.x"
+)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def couch_url() -> AsyncIterator[str]:
+    """The CouchDB URL (with admin credentials) every test of the session uses."""
+    if APACHE_COUCH_URL:
+        yield APACHE_COUCH_URL
+        return
+    password = secrets.token_urlsafe(16)
+    server = EmbeddedCouch(EmbeddedOptions(admin_password=password))
+    url = await server.start()
+    yield with_credentials(url, "admin", password)
+    await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def couch(couch_url: str) -> AsyncIterator[CouchClient]:
+    """A raw CouchDB client, to look at what the service stored."""
+    async with CouchClient(couch_url) as client:
+        yield client
+
+
+def settings_for(couch_url: str, **overrides: Any) -> Settings:
+    return Settings(couch_url=couch_url, **overrides)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api(couch_url: str) -> AsyncIterator[TestClient]:
+    """The service under test, over HTTP."""
+    client = TestClient(TestServer(create_app(settings_for(couch_url))))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+@dataclass
+class Account:
+    id: str
+    name: str
+    realm: str
+    api_key: str
+    doc: Json
+    token: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def db(self) -> str:
+        from service.kazoo_ids import account_db
+
+        return account_db(self.id)
+
+    def url(self, suffix: str = "") -> str:
+        return f"/v2/accounts/{self.id}/connectivity{suffix}"
+
+
+AccountFactory = Any
+
+
+@pytest_asyncio.fixture(scope="session")
+async def make_account(couch: CouchClient, api: TestClient) -> AccountFactory:
+    """Creates an account (as `create-account` does) and logs it in via api_auth."""
+
+    async def make(
+        name: str = "Test", *, parent: Account | None = None, realm: str | None = None
+    ) -> Account:
+        store = AccountStore(couch)
+        await store.ensure_system_databases()
+        created = await store.create(name, realm, parent.id if parent else None)
+        summary = created.summary
+        account = Account(
+            id=summary["account_id"],
+            name=name,
+            realm=summary["realm"],
+            api_key=summary["api_key"],
+            doc=created.doc,
+        )
+        resp = await api.put("/v2/api_auth", json={"data": {"api_key": account.api_key}})
+        assert resp.status == 201, await resp.text()
+        account.token = (await resp.json())["auth_token"]
+        account.headers = {"X-Auth-Token": account.token}
+        return account
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def master(make_account: AccountFactory) -> Account:
+    """A top-level (superduper) account."""
+    return await make_account("Master")
+
+
+@pytest_asyncio.fixture
+async def reseller(make_account: AccountFactory, master: Account) -> Account:
+    return await make_account("Reseller", parent=master)
+
+
+@pytest_asyncio.fixture
+async def customer(make_account: AccountFactory, reseller: Account) -> Account:
+    return await make_account("Customer", parent=reseller)

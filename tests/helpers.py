@@ -1,0 +1,82 @@
+"""Small HTTP helpers shared by the functional tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from multidict import CIMultiDictProxy
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: CIMultiDictProxy[str]
+    text: str
+
+    @property
+    def data(self) -> Any:
+        return self.body["data"]
+
+
+async def call(
+    api: TestClient,
+    method: str,
+    path: str,
+    *,
+    data: Any = None,
+    body: Any = None,
+    raw: bytes | str | None = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> Reply:
+    """One request. `data` is wrapped in the KAZOO envelope; `body` is sent as given."""
+    sent_headers = dict(headers or {})
+    if token is not None:
+        sent_headers["X-Auth-Token"] = token
+    payload: bytes | str | None = raw
+    if data is not None:
+        payload = json.dumps({"data": data})
+    elif body is not None:
+        payload = json.dumps(body)
+    if payload is not None:
+        sent_headers.setdefault("Content-Type", "application/json")
+    async with api.request(method, path, data=payload, headers=sent_headers, params=params) as resp:
+        text = await resp.text()
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return Reply(status=resp.status, body=parsed, headers=resp.headers, text=text)
+
+
+def assert_kazoo_error(reply: Reply, status: int, message: str) -> Json:
+    """The reply is KAZOO's error envelope with this status and message; returns `data`."""
+    assert reply.status == status, reply.text
+    assert reply.headers.get("Content-Type", "").startswith("application/json")
+    assert reply.body["status"] == "error"
+    assert reply.body["error"] == str(status)
+    assert reply.body["message"] == message
+    assert reply.headers["X-Request-ID"] == reply.body["request_id"]
+    return reply.body["data"]
+
+
+PBX_TRUNK: Json = {
+    "name": "PBX Trunk",
+    "account": {"trunks": 2, "auth_realm": "ignored.example"},
+    "servers": [
+        {
+            "server_name": "PBX 1",
+            "auth": {"auth_user": "pbx1", "auth_password": "s3cret-pbx-password"},
+            "options": {"inbound_format": "e164"},
+            "DIDs": {"+14155550100": {}},
+        }
+    ],
+    "custom_field": 42,
+}
