@@ -36,6 +36,8 @@ class RequestContext:
     auth: AuthInfo | None = None
     account_id: str | None = None
     account: Json | None = None
+    # The verbs of the matched path, for the CORS headers of the answer.
+    allowed_methods: tuple[str, ...] | None = None
 
     def req_value(self, key: str, default: Any = None) -> Any:
         """KAZOO's cb_context:req_value/2: `data` first, then query string, then envelope.

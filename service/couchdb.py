@@ -9,6 +9,7 @@ raises TypeError on views with a reduce, and surfaces raw aiohttp errors
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping
@@ -61,8 +62,8 @@ class SavedDoc:
     accepted_below_quorum: bool
 
 
-def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
-    """Returns the URL without user:password, and the credentials as BasicAuth."""
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """Returns the URL without user:password, and an `Authorization` header value."""
     parts = urlsplit(url)
     if parts.username is None:
         return url.rstrip("/"), None
@@ -70,8 +71,8 @@ def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
     if parts.port:
         netloc = f"{netloc}:{parts.port}"
     bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-    return bare.rstrip("/"), auth
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return bare.rstrip("/"), "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 def quote_db(name: str) -> str:
@@ -111,10 +112,12 @@ class CouchClient:
 
     async def open(self) -> None:
         if self._session is None:
+            headers = {"Accept": "application/json"}
+            if self._auth is not None:
+                headers["Authorization"] = self._auth
             self._session = aiohttp.ClientSession(
-                auth=self._auth,
                 timeout=self._timeout,
-                headers={"Accept": "application/json"},
+                headers=headers,
                 # CouchDB errors are answered by status, never by exception.
                 raise_for_status=False,
                 # Compressed continuous feeds stall on the embedded server (EMBEDDED.md).

@@ -27,8 +27,12 @@ def error_response(ctx: RequestContext, error: KazooError) -> web.Response:
     response = render(ctx, error_body(ctx, error), error.status)
     response.headers.update(error.headers)
     # KAZOO adds CORS headers to every error response (api_util:default_stop/2).
-    response.headers.update(cors_headers(ctx.request, ALL_METHODS))
+    response.headers.update(cors_headers(ctx.request, _allowed(ctx)))
     return response
+
+
+def _allowed(ctx: RequestContext) -> list[str]:
+    return list(ctx.allowed_methods) if ctx.allowed_methods else ALL_METHODS
 
 
 def _as_kazoo_error(ctx: RequestContext, exc: Exception) -> KazooError:
@@ -66,7 +70,7 @@ async def kazoo_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
         if wants_cors(request):
-            response.headers.update(cors_headers(request, ALL_METHODS))
+            response.headers.update(cors_headers(request, _allowed(ctx)))
     except Exception as exc:  # every failure must leave as a KAZOO envelope, never a bare 500
         response = error_response(ctx, _as_kazoo_error(ctx, exc))
     response.headers["X-Request-ID"] = ctx.request_id

@@ -30,7 +30,7 @@ WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 ACCOUNT_RESOURCES: dict[str, Resource] = {"connectivity": ConnectivityResource()}
 TOP_RESOURCES: dict[str, Resource] = {"api_auth": ApiAuthResource()}
 
-CTX_KEY = "kazoo_ctx"
+CTX_KEY = web.RequestKey("kazoo_ctx", RequestContext)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     allowed = route.resource.allowed_methods(route.args)
     if allowed is None:
         raise errors.not_found()
+    ctx.allowed_methods = allowed
     if ctx.method == "OPTIONS":
         return _preflight(request, list(allowed))
     if ctx.method not in allowed:
