@@ -37,7 +37,7 @@ ADMIN_ONLY_SECURITY: Json = {
     "members": {"names": [], "roles": ["_admin"]},
 }
 
-_REALM = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_REALM = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", re.IGNORECASE)
 
 
 class AccountError(Exception):
@@ -144,13 +144,18 @@ class AccountStore:
         return parent
 
     async def _claim_realm(self, realm: str, account_id: str) -> None:
-        if await self.realm_in_use(realm):
+        # The view covers accounts replicated from KAZOO (no claim docs); the claim doc
+        # settles races between two creations here.
+        rows = await self._lookup("listing_by_realm", realm.lower())
+        if any(row["id"] != account_id for row in rows):
             raise RealmTaken(f"realm {realm} is already in use")
         claim = {"_id": realm.lower(), "account_id": account_id, "pvt_type": "realm_claim"}
         try:
             await self.client.put_doc(REALMS_DB, claim)
         except DocumentConflict:
-            raise RealmTaken(f"realm {realm} is already in use") from None
+            existing = await self.client.get_doc(REALMS_DB, realm.lower())
+            if existing.get("account_id") != account_id:
+                raise RealmTaken(f"realm {realm} is already in use") from None
 
     @staticmethod
     def _new_doc(account_id: str, name: str, realm: str, parent: Json | None) -> Json:
@@ -172,6 +177,75 @@ class AccountStore:
             "pvt_created": now,
             "pvt_modified": now,
         }
+
+    # -- changes after creation ----------------------------------------------------------
+
+    async def save(self, doc: Json, *, previous_realm: str | None = None) -> Json:
+        """Saves a changed account doc (at its `_rev`) and refreshes the `accounts` copy.
+
+        A realm change claims the new realm first (RealmTaken if another account has it)
+        and releases the old claim once the account no longer uses it.
+        """
+        realm = doc.get("realm")
+        realm_changed = isinstance(realm, str) and realm.lower() != (previous_realm or "").lower()
+        if realm_changed:
+            await self._claim_realm(realm, doc["_id"])
+        doc["pvt_modified"] = now_gregorian()
+        try:
+            saved = await self.client.put_doc(account_db(doc["_id"]), doc)
+        except DocumentConflict:
+            if realm_changed:
+                await self._release_realm(realm, doc["_id"])
+            raise
+        doc["_rev"] = saved.rev
+        await self._save_accounts_copy(doc)
+        if realm_changed and previous_realm:
+            await self._release_realm(previous_realm, doc["_id"])
+        return doc
+
+    async def soft_delete(self, doc: Json) -> Json:
+        """KAZOO keeps a deleted account's doc with `pvt_deleted`; its tokens stop working."""
+        doc["pvt_deleted"] = True
+        doc["pvt_enabled"] = False
+        saved = await self.save(doc, previous_realm=doc.get("realm"))
+        realm = doc.get("realm")
+        if isinstance(realm, str):
+            await self._release_realm(realm, doc["_id"])
+        return saved
+
+    async def rotate_api_key(self, doc: Json) -> Json:
+        """A new api key; tokens signed for the old one no longer verify (auth.py)."""
+        doc["pvt_api_key"] = new_api_key()
+        return await self.save(doc, previous_realm=doc.get("realm"))
+
+    async def has_live_descendants(self, account_id: str) -> bool:
+        result = await self._view_range("listing_by_descendants", account_id, limit=1)
+        return bool(result)
+
+    async def _view_range(self, view: str, account_id: str, *, limit: int) -> list[Json]:
+        result = await self.client.view(
+            ACCOUNTS_DB,
+            "accounts",
+            view,
+            reduce=False,
+            startkey=[account_id],
+            endkey=[account_id, {}],
+            limit=limit,
+        )
+        return list(result.get("rows", []))
+
+    async def _release_realm(self, realm: str, account_id: str) -> None:
+        try:
+            claim = await self.client.get_doc(REALMS_DB, realm.lower())
+        except DocumentNotFound:
+            return
+        if claim.get("account_id") != account_id:
+            return
+        try:
+            await self.client.delete_doc(REALMS_DB, claim["_id"], claim["_rev"])
+        except (DocumentConflict, DocumentNotFound):
+            # Someone else changed the claim meanwhile; it is theirs now.
+            return
 
     async def _save_accounts_copy(self, doc: Json) -> None:
         copy_doc = copy.deepcopy(doc)

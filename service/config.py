@@ -30,6 +30,12 @@ class Settings:
     strict_validation: bool = False
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    # Failed api_auth attempts one client may make before 429, and how fast it earns
+    # new attempts back (§10.5). Successful logins never consume attempts.
+    auth_failure_burst: int = 10
+    auth_failure_refill_per_second: float = 0.1
+    # How long a "token not revoked" answer is trusted before CouchDB is asked again.
+    revocation_cache_seconds: float = 2.0
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -117,4 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         strict_validation=_bool(env, "STRICT_VALIDATION", False),
         shutdown_grace=_float(env, "SHUTDOWN_GRACE", 10.0, low=0.0),
         log_level=_log_level(env),
+        auth_failure_burst=_int(env, "AUTH_FAILURE_BURST", 10, low=1, high=1_000_000),
+        auth_failure_refill_per_second=_float(env, "AUTH_FAILURE_REFILL", 0.1, low=0.0),
+        revocation_cache_seconds=_float(env, "REVOCATION_CACHE_SECONDS", 2.0, low=0.0),
     )

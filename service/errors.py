@@ -83,6 +83,13 @@ def bad_document_id(doc_id: str) -> KazooError:
     return KazooError(404, "bad_identifier", {"cause": doc_id, "message": "bad identifier"})
 
 
+def reserved_document_id(doc_id: str) -> KazooError:
+    # Our own rule (§14 #10): a client-chosen id starting with `_` would be a CouchDB name.
+    return validation_error(
+        {"id": {"invalid": {"message": "document ids may not start with '_'", "value": doc_id}}}
+    )
+
+
 def invalid_account_id(raw: str) -> KazooError:
     return KazooError(404, "bad identifier", {"message": f"invalid account_id '{raw}'"})
 
@@ -172,3 +179,8 @@ def precondition_failed() -> KazooError:
 
 def not_implemented(method: str) -> KazooError:
     return KazooError(501, "not_implemented", {"message": f"method {method} not implemented"})
+
+
+def account_has_descendants() -> KazooError:
+    # cb_accounts refuses to delete an account that still has (live) sub-accounts.
+    return KazooError(400, "account_has_descendants", {"message": "account has descendants"})

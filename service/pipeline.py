@@ -18,9 +18,11 @@ from .context import AuthInfo, RequestContext
 from .envelope import cors_headers, wants_cors
 from .kazoo_ids import is_raw_account_id
 from .request_body import media_type, read_body
+from .resources.accounts import AccountsResource
 from .resources.api_auth import ApiAuthResource
 from .resources.base import Resource
 from .resources.connectivity import ConnectivityResource
+from .resources.token_auth import TokenAuthResource
 from .services import SERVICES, Services
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"})
@@ -28,7 +30,11 @@ TUNNELLED_VERBS = frozenset({"PUT", "DELETE", "PATCH", "POST"})
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 
 ACCOUNT_RESOURCES: dict[str, Resource] = {"connectivity": ConnectivityResource()}
-TOP_RESOURCES: dict[str, Resource] = {"api_auth": ApiAuthResource()}
+TOP_RESOURCES: dict[str, Resource] = {
+    "api_auth": ApiAuthResource(),
+    "token_auth": TokenAuthResource(),
+}
+ACCOUNTS: Resource = AccountsResource()
 
 CTX_KEY = web.RequestKey("kazoo_ctx", RequestContext)
 
@@ -54,15 +60,24 @@ def resolve(tokens: list[str]) -> Route:
         raise errors.gone_v1()
     if len(tokens) < 2 or tokens[0] != "v2":
         raise errors.not_found()
-    if tokens[1] == "accounts" and len(tokens) >= 4:
-        resource = ACCOUNT_RESOURCES.get(tokens[3])
-        if resource is None:
-            raise errors.not_found()
-        return Route(resource=resource, args=tokens[4:], account_id=tokens[2])
+    if tokens[1] == "accounts":
+        return _account_route(tokens[2:])
     top = TOP_RESOURCES.get(tokens[1])
     if top is None:
         raise errors.not_found()
     return Route(resource=top, args=tokens[2:])
+
+
+def _account_route(rest: list[str]) -> Route:
+    """`/v2/accounts[/{ACCOUNT_ID}[/{module}[/…]]]`: a module below an account, or the
+    accounts resource itself (which also answers its own sub-paths such as `children`)."""
+    if not rest:
+        return Route(resource=ACCOUNTS, args=[])
+    account_id, below = rest[0], rest[1:]
+    module = ACCOUNT_RESOURCES.get(below[0]) if below else None
+    if module is not None:
+        return Route(resource=module, args=below[1:], account_id=account_id)
+    return Route(resource=ACCOUNTS, args=below, account_id=account_id)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -84,8 +99,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _preflight(request, list(allowed))
     if ctx.method not in allowed:
         raise errors.method_not_allowed(list(allowed))
-    if route.resource.account_scoped:
-        await _load_target_account(ctx, services, route.account_id or "")
+    if route.account_id is not None:
+        await _load_target_account(ctx, services, route.account_id)
     if route.resource.needs_auth:
         await _authenticate(ctx, services)
         _authorize(ctx)
@@ -171,6 +186,9 @@ async def _authenticate(ctx: RequestContext, services: Services) -> None:
     else:
         account = await services.accounts.get(auth_account_id)
     if account is None or not token_matches_account(secret, claims, account):
+        raise errors.invalid_credentials()
+    jti = claims.get("jti")
+    if isinstance(jti, str) and await services.revocations.is_revoked(jti):
         raise errors.invalid_credentials()
     ctx.auth = AuthInfo(
         account_id=auth_account_id,

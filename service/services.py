@@ -11,7 +11,9 @@ from .auth import SigningKey
 from .config import Settings
 from .connectivity_store import ConnectivityStore
 from .couchdb import CouchClient
-from .validation import SchemaValidator
+from .rate_limit import FailureLimiter
+from .revocation import RevocationList
+from .validation import SchemaValidator, schema_path
 
 
 @dataclass
@@ -22,6 +24,9 @@ class Services:
     accounts: AccountStore
     connectivity: ConnectivityStore
     signing_key: SigningKey
+    account_validator: SchemaValidator
+    revocations: RevocationList
+    auth_failures: FailureLimiter
 
     @classmethod
     def build(cls, settings: Settings, client: CouchClient, validator: SchemaValidator) -> Services:
@@ -32,6 +37,13 @@ class Services:
             accounts=AccountStore(client),
             connectivity=ConnectivityStore(client, validator),
             signing_key=SigningKey(client),
+            account_validator=SchemaValidator.from_file(
+                schema_path("accounts"), strict=settings.strict_validation
+            ),
+            revocations=RevocationList(client, negative_ttl=settings.revocation_cache_seconds),
+            auth_failures=FailureLimiter(
+                settings.auth_failure_burst, settings.auth_failure_refill_per_second
+            ),
         )
 
 

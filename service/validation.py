@@ -56,9 +56,9 @@ class ValidationResult:
         return not self.errors
 
 
-def schema_path() -> Path:
-    """Location of ``schemas/connectivity.json``; ``service/`` and ``schemas/`` are siblings."""
-    return Path(__file__).resolve().parent.parent / "schemas" / "connectivity.json"
+def schema_path(name: str = "connectivity") -> Path:
+    """Location of ``schemas/<name>.json``; ``service/`` and ``schemas/`` are siblings."""
+    return Path(__file__).resolve().parent.parent / "schemas" / f"{name}.json"
 
 
 # --- keywords that differ from plain jsonschema --------------------------------------

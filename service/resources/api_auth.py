@@ -16,7 +16,6 @@ Json = dict[str, Any]
 
 
 class ApiAuthResource:
-    account_scoped = False
     needs_auth = False
 
     def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
@@ -24,9 +23,17 @@ class ApiAuthResource:
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]
-        api_key = _api_key(ctx.data)
+        client = ctx.request.remote or "unknown"
+        if not services.auth_failures.allows(client):
+            raise errors.too_many_requests()
+        try:
+            api_key = _api_key(ctx.data)
+        except errors.KazooError:
+            services.auth_failures.record_failure(client)
+            raise
         account = await services.accounts.find_by_api_key(api_key)
         if account is None:
+            services.auth_failures.record_failure(client)
             # cb_api_auth answers an unknown key with crossbar_util:response_bad_identifier/2.
             raise errors.bad_document_id(api_key)
         secret = await services.signing_key.get()

@@ -10,9 +10,8 @@ from ..context import RequestContext
 
 
 class Resource(Protocol):
-    # True for resources under /v2/accounts/{ACCOUNT_ID}/: the account is checked
-    # (404) before authentication, as Crossbar's malformed_request does (§1 step 4).
-    account_scoped: bool
+    # Paths under /v2/accounts/{ACCOUNT_ID}/ have their account checked (404) before
+    # authentication, as Crossbar's malformed_request does (§1 step 4): see pipeline.py.
     # False only for the endpoints that hand out tokens.
     needs_auth: bool
 

@@ -20,7 +20,6 @@ ITEM_METHODS = ("GET", "POST", "PATCH", "DELETE")
 
 
 class ConnectivityResource:
-    account_scoped = True
     needs_auth = True
 
     def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
