@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from service.embedded import EmbeddedCouch, EmbeddedOptions
 
 from service.accounts import AccountStore
 from service.app import create_app
 from service.config import Settings
 from service.couch_runtime import with_credentials
 from service.couchdb import CouchClient
+from service.embedded import EmbeddedCouch, EmbeddedOptions
 
 Json = dict[str, Any]
 
@@ -128,3 +128,16 @@ async def reseller(make_account: AccountFactory, master: Account) -> Account:
 @pytest_asyncio.fixture
 async def customer(make_account: AccountFactory, reseller: Account) -> Account:
     return await make_account("Customer", parent=reseller)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The security suite's closing figure (issue #4)."""
+    try:
+        from test_security import SECURITY_FIGURES
+    except ImportError:
+        return
+    if SECURITY_FIGURES["attempts"]:
+        terminalreporter.write_line(
+            "security suite: {attempts} access attempts, {wrongly_allowed} wrongly allowed, "
+            "{wrongly_denied} wrongly denied".format(**SECURITY_FIGURES)
+        )

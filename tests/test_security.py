@@ -1,0 +1,185 @@
+"""The reseller security suite (issue #4): every token, target, endpoint and verb.
+
+A tree master → reseller A → customers A1, A2, plus reseller B → customer B1 as an
+unrelated tree, a deleted account and an unknown one. Each attempt is expected to be
+allowed exactly when the token's account is the target, one of its ancestors, or a
+superduper admin (§10.3). Writes carry a precondition that cannot hold (If-Match on a
+stale revision), so an attempt that passes authorization answers 412 and changes
+nothing, while a denied one answers 403: the matrix tests authorization without side
+effects. The closing figure is printed at the end of the pytest run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from helpers import assert_kazoo_error, call
+
+from service.app import create_app
+from service.config import Settings
+
+STALE = {"If-Match": '"1-00000000000000000000000000000000"'}
+CREATE_GUARD = {"If-Match": "*"}
+
+SECURITY_FIGURES: dict[str, int] = {"attempts": 0, "wrongly_allowed": 0, "wrongly_denied": 0}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    method: str
+    path: str
+    headers: dict[str, str]
+    # Status when authorization passes (412 for the guarded writes).
+    ok_status: int
+
+
+def endpoints(account_id: str, doc_id: str) -> list[Attempt]:
+    base = f"/v2/accounts/{account_id}"
+    conn = f"{base}/connectivity"
+    return [
+        Attempt("GET", base, {}, 200),
+        Attempt("POST", base, STALE, 412),
+        Attempt("PATCH", base, STALE, 412),
+        Attempt("DELETE", base, STALE, 412),
+        Attempt("PUT", base, CREATE_GUARD, 412),
+        Attempt("GET", f"{base}/children", {}, 200),
+        Attempt("GET", f"{base}/descendants", {}, 200),
+        Attempt("GET", f"{base}/api_key", {}, 200),
+        Attempt("PUT", f"{base}/api_key", STALE, 412),
+        Attempt("GET", conn, {}, 200),
+        Attempt("PUT", conn, CREATE_GUARD, 412),
+        Attempt("GET", f"{conn}/{doc_id}", {}, 200),
+        Attempt("POST", f"{conn}/{doc_id}", STALE, 412),
+        Attempt("PATCH", f"{conn}/{doc_id}", STALE, 412),
+        Attempt("DELETE", f"{conn}/{doc_id}", STALE, 412),
+    ]
+
+
+def may_act(actor, target) -> bool:
+    return (
+        actor.id == target.id
+        or actor.id in target.doc.get("pvt_tree", [])
+        or actor.doc.get("pvt_superduper_admin") is True
+    )
+
+
+async def test_every_token_target_endpoint_verb(api, make_account):
+    master = await make_account("Master")
+    reseller_a = await make_account("Reseller A", parent=master)
+    customer_a1 = await make_account("Customer A1", parent=reseller_a)
+    customer_a2 = await make_account("Customer A2", parent=reseller_a)
+    reseller_b = await make_account("Reseller B", parent=master)
+    customer_b1 = await make_account("Customer B1", parent=reseller_b)
+    deleted = await make_account("Deleted", parent=reseller_b)
+    await call(api, "DELETE", f"/v2/accounts/{deleted.id}", token=master.token)
+    live = [master, reseller_a, customer_a1, customer_a2, reseller_b, customer_b1]
+    docs = {}
+    for account in live:
+        created = await call(api, "PUT", account.url(), data={"name": "t"}, token=account.token)
+        docs[account.id] = created.data["id"]
+    unknown_id = "0" * 32
+    wrong: list[str] = []
+    attempts = 0
+    for actor in [*live, deleted]:
+        for target in [*live, deleted, None]:
+            target_id = target.id if target else unknown_id
+            for attempt in endpoints(target_id, docs.get(target_id, "nodoc")):
+                reply = await call(
+                    api, attempt.method, attempt.path, token=actor.token, headers=attempt.headers
+                )
+                attempts += 1
+                if target is None or target is deleted:
+                    expected = 404  # the account check comes before authentication (§1)
+                elif actor is deleted:
+                    expected = 401
+                elif not may_act(actor, target):
+                    expected = 403
+                elif (
+                    attempt.method == "DELETE"
+                    and target is master
+                    and "connectivity" not in attempt.path
+                ):
+                    expected = 405  # the master account is never deleted
+                else:
+                    expected = attempt.ok_status
+                if reply.status != expected:
+                    allowed_now = reply.status < 400 or reply.status in (405, 412)
+                    kind = (
+                        "wrongly_allowed"
+                        if allowed_now and expected in (401, 403, 404)
+                        else "wrongly_denied"
+                    )
+                    SECURITY_FIGURES[kind] += 1
+                    got = f"{attempt.method} {attempt.path} -> {reply.status}"
+                    wrong.append(f"{actor.name}: {got}, want {expected}")
+    SECURITY_FIGURES["attempts"] += attempts
+    assert attempts == 7 * 8 * 15
+    assert wrong == []
+
+
+async def test_token_lifecycle_expiry(couch_url, make_account):
+    """Issue, use, expire: a short-lived token stops working on its own."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    account = await make_account("Expiring")
+    client = TestClient(TestServer(create_app(Settings(couch_url=couch_url, token_ttl=1))))
+    await client.start_server()
+    try:
+        login = await call(client, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
+        token = login.body["auth_token"]
+        assert (await call(client, "GET", account.url(), token=token)).status == 200
+        await asyncio.sleep(2.1)
+        reply = await call(client, "GET", account.url(), token=token)
+        assert assert_kazoo_error(reply, 401, "invalid credentials") == {}
+    finally:
+        await client.close()
+
+
+async def test_token_description_and_revocation_across_instances(api, couch_url, make_account):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    account = await make_account("Revoker")
+    described = await call(api, "GET", "/v2/token_auth", token=account.token)
+    assert described.status == 200
+    assert described.data["account_id"] == account.id
+    assert described.data["expires_at"] > described.data["issued_at"]
+    login = await call(api, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
+    second_token = login.body["auth_token"]
+    other = TestClient(
+        TestServer(create_app(Settings(couch_url=couch_url, revocation_cache_seconds=0)))
+    )
+    await other.start_server()
+    try:
+        assert (await call(other, "GET", account.url(), token=account.token)).status == 200
+        revoked = await call(api, "DELETE", "/v2/token_auth", token=account.token)
+        assert revoked.status == 200
+        for client in (api, other):
+            reply = await call(client, "GET", account.url(), token=account.token)
+            assert_kazoo_error(reply, 401, "invalid_credentials")
+        # Only that token: the account's other token still works.
+        assert (await call(api, "GET", account.url(), token=second_token)).status == 200
+    finally:
+        await other.close()
+
+
+async def test_failed_logins_are_rate_limited(couch_url, make_account):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    account = await make_account("Limited")
+    settings = Settings(couch_url=couch_url, auth_failure_burst=3, auth_failure_refill_per_second=0)
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        for _ in range(10):
+            good = await call(client, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
+            assert good.status == 201  # successes never consume attempts
+        for _ in range(3):
+            bad = await call(client, "PUT", "/v2/api_auth", data={"api_key": "f" * 64})
+            assert_kazoo_error(bad, 404, "bad_identifier")
+        limited = await call(client, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
+        assert assert_kazoo_error(limited, 429, "too_many_requests") == {
+            "message": "too many requests"
+        }
+    finally:
+        await client.close()
