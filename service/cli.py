@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--realm", default=None)
     create.add_argument("--parent", default=None, metavar="ACCOUNT_ID")
+    rotate = commands.add_parser(
+        "rotate-api-key", help="give an account a new api key (revokes its tokens); prints JSON"
+    )
+    rotate.add_argument("--account", required=True, metavar="ACCOUNT_ID")
     return parser
 
 
@@ -49,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if command == "couch-url":
         return asyncio.run(_couch_url(settings))
+    if command == "rotate-api-key":
+        return asyncio.run(_rotate_api_key(settings, args.account))
     return asyncio.run(_create_account(settings, args.name, args.realm, args.parent))
 
 
@@ -104,4 +110,23 @@ async def _create_account(
     finally:
         await handle.close()
     print(json.dumps(created.summary))
+    return 0
+
+
+async def _rotate_api_key(settings: Settings, account_id: str) -> int:
+    handle = await open_couch(settings)
+    try:
+        async with CouchClient(handle.url, timeout=settings.couch_timeout) as client:
+            store = AccountStore(client)
+            account = await store.get(account_id)
+            if account is None or account.get("pvt_deleted"):
+                print(f"kazoo-connectivity: no account {account_id}", file=sys.stderr)
+                return 1
+            account = await store.rotate_api_key(account)
+    except CouchUnreachable:
+        print("kazoo-connectivity: CouchDB is unreachable", file=sys.stderr)
+        return 1
+    finally:
+        await handle.close()
+    print(json.dumps({"account_id": account_id, "api_key": account["pvt_api_key"]}))
     return 0

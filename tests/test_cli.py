@@ -1,0 +1,144 @@
+"""The operator commands, run as an operator would: `python -m service …`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from helpers import assert_kazoo_error, call
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_create_account_and_rotate_key_against_a_couch_url(api, couch_url):
+    env = {"CONNECTIVITY_COUCH_URL": couch_url}
+    code, out, _ = await run_cli("create-account", "--name", "Cli Master", env=env)
+    assert code == 0
+    created = json.loads(out)
+    assert len(created["account_id"]) == 32
+    assert len(created["api_key"]) == 64
+    code, out, _ = await run_cli(
+        "create-account",
+        "--name",
+        "Cli Child",
+        "--parent",
+        created["account_id"],
+        "--realm",
+        "cli-child.sip.example",
+        env=env,
+    )
+    child = json.loads(out)
+    assert child["realm"] == "cli-child.sip.example"
+    code, _, err = await run_cli(
+        "create-account", "--name", "Dup", "--realm", "cli-child.sip.example", env=env
+    )
+    assert code == 1
+    assert "already in use" in err
+    login = await call(api, "PUT", "/v2/api_auth", data={"api_key": child["api_key"]})
+    token = login.body["auth_token"]
+    code, out, _ = await run_cli("rotate-api-key", "--account", child["account_id"], env=env)
+    assert code == 0
+    assert json.loads(out)["api_key"] != child["api_key"]
+    revoked = await call(
+        api, "GET", f"/v2/accounts/{child['account_id']}/connectivity", token=token
+    )
+    assert_kazoo_error(revoked, 401, "invalid_credentials")
+
+
+async def test_create_account_on_the_embedded_server_without_serve(tmp_path):
+    env = {"CONNECTIVITY_DATA_DIR": str(tmp_path), "CONNECTIVITY_COUCH_URL": ""}
+    code, out, err = await run_cli("create-account", "--name", "Embedded", env=env)
+    assert code == 0, err
+    first = json.loads(out)
+    # The data outlives the command: a second run sees the first account's realm.
+    code, _, err = await run_cli(
+        "create-account", "--name", "Again", "--realm", first["realm"], env=env
+    )
+    assert code == 1
+    assert "already in use" in err
+    assert oct((tmp_path / "couch-admin.json").stat().st_mode & 0o777) == "0o600"
+
+
+async def test_invalid_settings_fail_with_a_clear_message():
+    code, _, err = await run_cli("couch-url", env={"CONNECTIVITY_PORT": "eighty"})
+    assert code == 2
+    assert "CONNECTIVITY_PORT must be an integer" in err
+    code, _, err = await run_cli(
+        "couch-url", env={"CONNECTIVITY_COUCH_URL": "ftp://admin:hunter2@host"}
+    )
+    assert code == 2
+    assert "CONNECTIVITY_COUCH_URL" in err
+    assert "hunter2" not in err
+
+
+async def test_couch_url_prints_the_configured_url(couch_url):
+    code, out, _ = await run_cli("couch-url", env={"CONNECTIVITY_COUCH_URL": couch_url})
+    assert code == 0
+    assert out.strip() == couch_url
+
+
+async def test_commands_share_the_embedded_server_of_a_running_serve(tmp_path, unused_tcp_port):
+    import aiohttp
+
+    env = {
+        "CONNECTIVITY_DATA_DIR": str(tmp_path),
+        "CONNECTIVITY_COUCH_URL": "",
+        "CONNECTIVITY_PORT": str(unused_tcp_port),
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "serve",
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{base}/__heartbeat__") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            code, out, err = await run_cli("couch-url", env=env)
+            assert code == 0, err
+            url = out.strip()
+            assert "@127.0.0.1:" in url
+            async with session.get(
+                f"{url.split('@')[0].split('//')[0]}//{url.split('@')[1]}/_all_dbs"
+            ) as resp:
+                assert resp.status == 401  # admins only
+            code, out, err = await run_cli("create-account", "--name", "While Serving", env=env)
+            assert code == 0, err
+            api_key = json.loads(out)["api_key"]
+            async with session.put(
+                f"{base}/v2/api_auth", json={"data": {"api_key": api_key}}
+            ) as resp:
+                assert resp.status == 201
+    finally:
+        server.terminate()
+        assert await asyncio.wait_for(server.wait(), timeout=20) == 0
