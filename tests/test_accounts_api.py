@@ -174,3 +174,13 @@ async def test_api_key_read_and_rotation(api, make_account):
     assert new_login.status == 201
     works = await call(api, "GET", child.url(), token=new_login.body["auth_token"])
     assert works.status == 200
+
+
+async def test_put_without_an_id_creates_a_child_of_the_caller(api, couch, make_account):
+    reseller = await make_account("Reseller")
+    reply = await call(api, "PUT", "/v2/accounts", data={"name": "Mine"}, token=reseller.token)
+    assert reply.status == 201
+    stored = await couch.get_doc(account_db(reply.data["id"]), reply.data["id"])
+    assert stored["pvt_tree"] == [reseller.id]
+    anonymous = await call(api, "PUT", "/v2/accounts", data={"name": "Nobody's"})
+    assert_kazoo_error(anonymous, 401, "invalid_credentials")

@@ -327,3 +327,13 @@ async def test_lenient_coercion_is_what_gets_stored(api, master, couch):
     assert stored["servers"][0]["options"]["delay"] == 5
     assert stored["servers"][0]["options"]["enabled"] is False
     assert stored["servers"][0]["auth"] == {"auth_method": "password"}
+
+
+async def test_pretty_print_and_jsonp(api, master):
+    pretty = await call(
+        api, "GET", master.url(), token=master.token, params={"pretty_print": "true"}
+    )
+    assert pretty.text.startswith("{\n")
+    wrapped = await call(api, "GET", master.url(), token=master.token, params={"jsonp": "cb"})
+    assert wrapped.text.startswith("cb({") and wrapped.text.endswith("});")
+    assert wrapped.headers["Content-Type"].startswith("application/json")
