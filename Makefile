@@ -5,10 +5,14 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_DIR := couch/embedded
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+AJV_DIR := tests/ajv
+AJV_STAMP := $(AJV_DIR)/node_modules/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench soak clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+MINUTES ?= 2
+
+install: $(PY_STAMP) $(NODE_STAMP) $(AJV_STAMP)
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +21,11 @@ $(PY_STAMP): pyproject.toml
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --prefix $(NODE_DIR)
+	touch $@
+
+# ajv (draft-04), the second validator tests/test_schema_cross_check.py runs on the schema.
+$(AJV_STAMP): $(AJV_DIR)/package.json $(AJV_DIR)/package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --prefix $(AJV_DIR)
 	touch $@
 
 run: install
@@ -28,5 +37,9 @@ lint: install
 test: install lint
 	$(BIN)/pytest -q
 
+# Not part of `make test`: mixed traffic for MINUTES, the embedded CouchDB killed halfway.
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(MINUTES)
+
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(AJV_DIR)/node_modules .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,9 @@ class NewAccount:
 class AccountStore:
     def __init__(self, client: CouchClient) -> None:
         self.client = client
+        # Told the id of every account doc this store writes: the account cache
+        # (account_cache.py) drops it at once, before the changes feed reports it.
+        self.on_change: Callable[[str], None] | None = None
 
     async def ensure_system_databases(self) -> None:
         """The databases every installation has, with admin-only security."""
@@ -251,8 +255,14 @@ class AccountStore:
         copy_doc = copy.deepcopy(doc)
         copy_doc.pop("_rev", None)
         try:
-            existing = await self.client.get_doc(ACCOUNTS_DB, doc["_id"])
-            copy_doc["_rev"] = existing["_rev"]
-        except DocumentNotFound:
-            pass
-        await self.client.put_doc(ACCOUNTS_DB, copy_doc)
+            try:
+                existing = await self.client.get_doc(ACCOUNTS_DB, doc["_id"])
+                copy_doc["_rev"] = existing["_rev"]
+            except DocumentNotFound:
+                pass
+            await self.client.put_doc(ACCOUNTS_DB, copy_doc)
+        finally:
+            # Every account write ends here; the authoritative doc has changed by now,
+            # whether or not the copy could be saved.
+            if self.on_change is not None:
+                self.on_change(doc["_id"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,8 +14,10 @@ from .couch_runtime import CouchHandle, open_couch
 from .couchdb import CouchClient, CouchUnreachable
 from .middleware import kazoo_middleware
 from .pipeline import dispatch
+from .server import IN_FLIGHT, InFlight, track_in_flight
 from .services import SERVICES, Services
 from .validation import SchemaValidator, schema_path
+from .view_maintenance import VIEW_CHECK, start_view_check, stop_view_check
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,10 @@ async def lb_heartbeat(_request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[kazoo_middleware], client_max_size=settings.max_upload_size)
+    app = web.Application(
+        middlewares=[track_in_flight, kazoo_middleware], client_max_size=settings.max_upload_size
+    )
+    app[IN_FLIGHT] = InFlight()
     app.router.add_get("/__heartbeat__", heartbeat)
     app.router.add_get("/__lbheartbeat__", lb_heartbeat)
     app.router.add_route("*", "/{tail:.*}", dispatch)
@@ -44,17 +51,34 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
     async def couch(app: web.Application) -> AsyncIterator[None]:
         handle = await open_couch(settings)
         app[COUCH_HANDLE] = handle
+        handle.supervise(on_give_up=_stop_serving)
         client = CouchClient(handle.url, timeout=settings.couch_timeout)
         await client.open()
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
         services = Services.build(settings, client, validator)
         app[SERVICES] = services
         await _bootstrap(services)
+        services.account_cache.start()
+        # Design docs of every account db, checked without delaying start-up.
+        app[VIEW_CHECK] = start_view_check(client)
         yield
+        await stop_view_check(app[VIEW_CHECK])
+        await services.account_cache.stop()
         await client.close()
         await handle.close()
 
     return couch
+
+
+def _stop_serving() -> None:
+    # The embedded CouchDB is gone for good: stop the way an operator's SIGTERM would
+    # (in-flight requests finish, everything is closed); `serve` then exits non-zero.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def couch_gave_up(app: web.Application) -> bool:
+    handle = app.get(COUCH_HANDLE)
+    return handle is not None and handle.gave_up
 
 
 async def _bootstrap(services: Services) -> None:

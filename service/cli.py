@@ -8,14 +8,15 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-
-from aiohttp import web
+from pathlib import Path
 
 from .accounts import AccountError, AccountStore
 from .config import ConfigError, Settings, load_settings
 from .couch_runtime import open_couch
 from .couchdb import CouchClient, CouchUnreachable
 from .logs import configure_logging
+from .number_commands import run_ensure_numbers, run_import_numbers
+from .view_maintenance import ensure_all_views
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,24 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-api-key", help="give an account a new api key (revokes its tokens); prints JSON"
     )
     rotate.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    imports = commands.add_parser(
+        "import-numbers",
+        help="create the numbers of a CSV file (columns: number[,state]) for an account; "
+        "prints one JSON line per row",
+    )
+    imports.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    imports.add_argument("file", type=Path, metavar="FILE.csv")
+    ensure_numbers = commands.add_parser(
+        "ensure-numbers",
+        help="bring number docs (used_by, account copies) in line with every account's "
+        "connectivity docs and report duplicate DIDs; prints one JSON line per finding",
+    )
+    ensure_numbers.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    commands.add_parser(
+        "ensure-views",
+        help="install our design docs where missing or different (accounts db and every "
+        "account db); prints one JSON line per change",
+    )
     return parser
 
 
@@ -55,21 +74,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_couch_url(settings))
     if command == "rotate-api-key":
         return asyncio.run(_rotate_api_key(settings, args.account))
+    if command == "ensure-views":
+        return asyncio.run(_ensure_views(settings))
+    if command == "import-numbers":
+        return asyncio.run(run_import_numbers(settings, args.account, args.file))
+    if command == "ensure-numbers":
+        return asyncio.run(run_ensure_numbers(settings, dry_run=args.dry_run))
     return asyncio.run(_create_account(settings, args.name, args.realm, args.parent))
 
 
 def serve(settings: Settings) -> int:
-    from .app import create_app
+    from .app import couch_gave_up, create_app
+    from .server import serve_until_stopped
 
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_grace,
-        access_log=None,
-        print=lambda message: log.info(message),
+    app = create_app(settings)
+    listening = asyncio.run(
+        serve_until_stopped(app, settings.host, settings.port, settings.shutdown_grace)
     )
-    return 0
+    # Non-zero when the port was taken or the embedded CouchDB died for good, so that a
+    # supervisor (systemd, Kubernetes) restarts us.
+    return 1 if not listening or couch_gave_up(app) else 0
 
 
 async def _couch_url(settings: Settings) -> int:
@@ -130,3 +154,24 @@ async def _rotate_api_key(settings: Settings, account_id: str) -> int:
         await handle.close()
     print(json.dumps({"account_id": account_id, "api_key": account["pvt_api_key"]}))
     return 0
+
+
+async def _ensure_views(settings: Settings) -> int:
+    """One JSON line per design doc written (or database that failed); a summary on stderr."""
+    handle = await open_couch(settings)
+    try:
+        async with CouchClient(handle.url, timeout=settings.couch_timeout) as client:
+            summary = await ensure_all_views(
+                client, lambda report: print(json.dumps(report.to_json()), flush=True)
+            )
+    except CouchUnreachable:
+        print("kazoo-connectivity: CouchDB is unreachable", file=sys.stderr)
+        return 1
+    finally:
+        await handle.close()
+    print(
+        f"kazoo-connectivity: {summary.checked} databases checked, "
+        f"{summary.changed} design docs written, {summary.failed} failed",
+        file=sys.stderr,
+    )
+    return 1 if summary.failed else 0

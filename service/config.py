@@ -36,6 +36,9 @@ class Settings:
     auth_failure_refill_per_second: float = 0.1
     # How long a "token not revoked" answer is trusted before CouchDB is asked again.
     revocation_cache_seconds: float = 2.0
+    # Longest an account doc is served from memory; changes normally arrive sooner
+    # through the `accounts` changes feed (account_cache.py). 0 turns the cache off.
+    account_cache_seconds: float = 5.0
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -126,4 +129,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_failure_burst=_int(env, "AUTH_FAILURE_BURST", 10, low=1, high=1_000_000),
         auth_failure_refill_per_second=_float(env, "AUTH_FAILURE_REFILL", 0.1, low=0.0),
         revocation_cache_seconds=_float(env, "REVOCATION_CACHE_SECONDS", 2.0, low=0.0),
+        account_cache_seconds=_float(env, "ACCOUNT_CACHE_SECONDS", 5.0, low=0.0),
     )

@@ -8,10 +8,16 @@ turns CouchDB's answers into KAZOO errors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .couchdb import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
+from .couchdb import (
+    CouchClient,
+    DatabaseNotFound,
+    DocumentConflict,
+    DocumentNotFound,
+    DocumentTooLarge,
+)
 from .kazoo_doc import (
     WriteContext,
     is_live_of_type,
@@ -23,6 +29,9 @@ from .kazoo_doc import (
 )
 from .kazoo_ids import EMPTY_ID_VALUES, new_id
 from .validation import SchemaValidator
+
+if TYPE_CHECKING:
+    from .did_guard import DidGuard
 
 Json = dict[str, Any]
 
@@ -38,10 +47,48 @@ class Saved:
     doc: Json
 
 
-def is_acceptable_doc_id(doc_id: str) -> bool:
+# Our own bound (KAZOO has none): long enough for any real id (KAZOO's are 32 hex), short
+# enough that the id, percent-encoded in a CouchDB URL, stays under every server's
+# request-line limit instead of failing there as a 5xx.
+MAX_DOC_ID_LENGTH = 255
+
+
+def doc_id_problem(doc_id: str) -> str | None:
+    """Why `doc_id` cannot be a connectivity doc id, or None when it can."""
+    if not doc_id:
+        return "document ids may not be empty"
     # Ids starting with `_` would address CouchDB's own endpoints or design docs
     # (`_design/trunkstore`, `_all_docs`); KAZOO lets them through (§14 #10), we do not.
-    return bool(doc_id) and not doc_id.startswith("_")
+    if doc_id.startswith("_"):
+        return "document ids may not start with '_'"
+    # HTTP clients and proxies resolve `.` and `..` path segments away, so such a
+    # document could never be addressed again.
+    if doc_id in (".", ".."):
+        return "document ids may not be '.' or '..'"
+    if len(doc_id) > MAX_DOC_ID_LENGTH:
+        return f"document ids may not be longer than {MAX_DOC_ID_LENGTH} characters"
+    return None
+
+
+def is_acceptable_doc_id(doc_id: str) -> bool:
+    return doc_id_problem(doc_id) is None
+
+
+# Our own bound (KAZOO has none): each DID is a row of `trunkstore/lookup_did`, and the
+# embedded server spends ~50 s indexing a document with 50,000 of them (3.4 s for
+# 10,000), answering nothing else meanwhile. Past this, a write is a 400, not an outage.
+MAX_DIDS_PER_DOCUMENT = 10_000
+
+
+def did_count(data: Json) -> int:
+    servers = data.get("servers")
+    if not isinstance(servers, list):
+        return 0
+    return sum(
+        len(server["DIDs"])
+        for server in servers
+        if isinstance(server, dict) and isinstance(server.get("DIDs"), dict)
+    )
 
 
 def chosen_id(data: Json) -> str | None:
@@ -54,9 +101,13 @@ def chosen_id(data: Json) -> str | None:
 
 
 class ConnectivityStore:
-    def __init__(self, client: CouchClient, validator: SchemaValidator) -> None:
+    def __init__(
+        self, client: CouchClient, validator: SchemaValidator, dids: DidGuard | None = None
+    ) -> None:
         self.client = client
         self.validator = validator
+        # The DIDs rules (BEHAVIOUR.md §11): checked before a save, assigned after.
+        self.dids = dids
 
     # -- reading -----------------------------------------------------------------------
 
@@ -76,6 +127,10 @@ class ConnectivityStore:
 
     def validated(self, data: Json, realm: str | None) -> Json:
         """The body's public fields validated, defaults applied, realm forced (§6, §7.6)."""
+        # Counted before the schema runs: validating 50,000 DIDs alone takes seconds.
+        count = did_count(data)
+        if count > MAX_DIDS_PER_DOCUMENT:
+            raise errors.too_many_dids(count, MAX_DIDS_PER_DOCUMENT)
         candidate = public_fields(data)
         # KAZOO validates with an `id` key added; our schema does not describe it and it
         # is never stored (kzs_doc:prepare_doc_for_save/2), so it is left out here.
@@ -87,26 +142,33 @@ class ConnectivityStore:
         force_realm(doc, realm)
         return doc
 
+    def validated_new(self, data: Json, realm: str | None) -> tuple[Json, str | None]:
+        """A PUT body checked as `create` checks it: the client's id, then the schema.
+
+        Also what `PUT /v2/schemas/connectivity/validation` answers, so both give the
+        same 400 for the same body.
+        """
+        doc_id = chosen_id(data)
+        problem = doc_id_problem(doc_id) if doc_id is not None else None
+        if doc_id is not None and problem is not None:
+            raise errors.reserved_document_id(doc_id, problem)
+        return self.validated(data, realm), doc_id
+
+    def patched(self, stored: Json, data: Json, realm: str | None) -> Json:
+        """What a PATCH would store: the body merged onto `stored`, validated (400)."""
+        patch = public_fields(data)
+        patch.pop("id", None)
+        merged = merge_patch(stored, patch)
+        return replace_public_fields(stored, self.validated(merged, realm))
+
     # -- writing -----------------------------------------------------------------------
 
     async def create(self, db: str, data: Json, realm: str | None, ctx: WriteContext) -> Saved:
-        doc_id = chosen_id(data)
-        if doc_id is not None and not is_acceptable_doc_id(doc_id):
-            raise errors.validation_error(
-                {
-                    "id": {
-                        "invalid": {
-                            "message": "document ids may not start with '_'",
-                            "value": doc_id,
-                        }
-                    }
-                }
-            )
-        doc = self.validated(data, realm)
+        doc, doc_id = self.validated_new(data, realm)
         doc["_id"] = doc_id or new_id()
         doc["pvt_type"] = PVT_TYPE
         stamp_private_fields(doc, ctx)
-        return await self._save(db, doc)
+        return await self._save_tracked(db, doc, ctx, before=None)
 
     async def replace(
         self, db: str, stored: Json, data: Json, realm: str | None, ctx: WriteContext
@@ -114,24 +176,23 @@ class ConnectivityStore:
         """POST: every public field replaced by the validated body."""
         doc = replace_public_fields(stored, self.validated(data, realm))
         stamp_private_fields(doc, ctx)
-        return await self._save(db, doc)
+        return await self._save_tracked(db, doc, ctx, before=stored)
 
     async def patch(
         self, db: str, stored: Json, data: Json, realm: str | None, ctx: WriteContext
     ) -> Saved:
         """PATCH: the body deep-merged onto the stored doc, then validated like a POST."""
-        patch = public_fields(data)
-        patch.pop("id", None)
-        merged = merge_patch(stored, patch)
-        doc = replace_public_fields(stored, self.validated(merged, realm))
+        doc = self.patched(stored, data, realm)
         stamp_private_fields(doc, ctx)
-        return await self._save(db, doc)
+        return await self._save_tracked(db, doc, ctx, before=stored)
 
     async def soft_delete(self, db: str, stored: Json, ctx: WriteContext) -> Saved:
         doc = dict(stored)
         stamp_private_fields(doc, ctx)
         doc["pvt_deleted"] = True
         saved = await self._save(db, doc)
+        if self.dids is not None:
+            await self.dids.track(db, stored, None)
         return _deleted(saved.doc, stored["_rev"])
 
     async def hard_delete(self, db: str, stored: Json) -> Saved:
@@ -141,13 +202,28 @@ class ConnectivityStore:
             raise errors.conflict() from None
         except (DocumentNotFound, DatabaseNotFound):
             raise errors.bad_document_id(stored["_id"]) from None
+        if self.dids is not None:
+            await self.dids.track(db, stored, None)
         return _deleted(stored, stored["_rev"])
+
+    async def _save_tracked(
+        self, db: str, doc: Json, ctx: WriteContext, before: Json | None
+    ) -> Saved:
+        """A validated PUT/POST/PATCH: DIDs checked (400/403), saved, then DIDs assigned."""
+        if self.dids is not None:
+            await self.dids.check(db, doc, ctx)
+        saved = await self._save(db, doc)
+        if self.dids is not None:
+            await self.dids.track(db, before, saved.doc)
+        return saved
 
     async def _save(self, db: str, doc: Json) -> Saved:
         try:
             saved = await self.client.put_doc(db, doc)
         except DocumentConflict:
             raise errors.conflict() from None
+        except DocumentTooLarge:
+            raise errors.document_too_large() from None
         except DatabaseNotFound:
             raise errors.datastore_fault(db) from None
         stored = dict(doc)

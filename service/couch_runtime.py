@@ -12,11 +12,13 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .config import Settings
+from .couch_supervisor import EmbeddedSupervisor
 from .couchdb import CouchClient
 from .embedded import EmbeddedCouch, EmbeddedOptions
 
@@ -31,12 +33,31 @@ class CouchHandle:
     url: str  # with credentials
     embedded: EmbeddedCouch | None = None
     state_file: Path | None = None
+    embedded_options: EmbeddedOptions | None = None
+    supervisor: EmbeddedSupervisor | None = None
+
+    def supervise(self, on_give_up: Callable[[], None]) -> None:
+        """Restart the embedded server whenever it dies (for `serve`; the short operator
+        commands do not need it)."""
+        if self.embedded is None or self.embedded_options is None:
+            return
+        self.supervisor = EmbeddedSupervisor(self.embedded, self.embedded_options, on_give_up)
+        self.supervisor.start()
+
+    @property
+    def gave_up(self) -> bool:
+        """True when the embedded server died and could not be restarted."""
+        return self.supervisor is not None and self.supervisor.gave_up
 
     async def close(self) -> None:
-        if self.embedded is not None:
+        if self.embedded is None:
+            return
+        if self.supervisor is not None:
+            await self.supervisor.stop()  # stops the server it runs now
+        else:
             await self.embedded.stop()
-            if self.state_file is not None:
-                self.state_file.unlink(missing_ok=True)
+        if self.state_file is not None:
+            self.state_file.unlink(missing_ok=True)
 
 
 def with_credentials(url: str, user: str, password: str) -> str:
@@ -82,13 +103,15 @@ async def open_couch(settings: Settings) -> CouchHandle:
     running = await _running_embedded(data_dir, user, password)
     if running is not None:
         return CouchHandle(url=running)
-    embedded = EmbeddedCouch(
-        EmbeddedOptions(admin_user=user, admin_password=password, data_dir=data_dir / "couch")
-    )
+    options = EmbeddedOptions(admin_user=user, admin_password=password, data_dir=data_dir / "couch")
+    embedded = EmbeddedCouch(options)
     url = await embedded.start()
     state = data_dir / STATE_FILE
     state.write_text(json.dumps({"url": url, "pid": os.getpid()}), encoding="utf-8")
     log.info("embedded couchdb started", extra={"couch_url": url})
     return CouchHandle(
-        url=with_credentials(url, user, password), embedded=embedded, state_file=state
+        url=with_credentials(url, user, password),
+        embedded=embedded,
+        state_file=state,
+        embedded_options=options,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -51,6 +51,17 @@ class DocumentConflict(CouchError):
 
 class DatabaseExists(CouchError):
     pass
+
+
+class DocumentTooLarge(CouchError):
+    """CouchDB's max_document_size (8 MB by default in CouchDB 3) refused the doc."""
+
+
+class EmptyKeyRange(CouchError):
+    """A view query whose start key sorts after its end key: no row can match.
+
+    CouchDB refuses such a query (400 `query_parse_error`) instead of answering none.
+    """
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class CouchClient:
                 raise_for_status=False,
                 # Compressed continuous feeds stall on the embedded server (EMBEDDED.md).
                 auto_decompress=True,
+                trace_configs=[_attempt_counter()],
             )
 
     async def close(self) -> None:
@@ -161,8 +173,11 @@ class CouchClient:
         if body is not None:
             data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
             headers = {"Content-Type": "application/json"}
+        attempts = {"sent": 0}
         try:
-            async with self._session.request(method, url, data=data, headers=headers) as resp:
+            async with self._session.request(
+                method, url, data=data, headers=headers, trace_request_ctx=attempts
+            ) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -178,6 +193,15 @@ class CouchClient:
                 extra={"couch_method": method, "couch_path": path, "couch_status": status},
             )
             raise CouchUnreachable(f"{method} {path}: HTTP {status}", status=status)
+        if status == 409 and attempts["sent"] > 1:
+            # aiohttp resent this PUT/DELETE once after the connection dropped; the
+            # conflict may be with our own first attempt, which CouchDB then committed.
+            # The outcome is unknown, so say so (503) rather than "conflict" (409).
+            log.warning(
+                "couchdb write outcome unknown",
+                extra={"couch_method": method, "couch_path": path, "fault": "resent after cut"},
+            )
+            raise CouchUnreachable(f"{method} {path}: outcome unknown after a resend")
         return status, decoded
 
     # -- server ------------------------------------------------------------------------
@@ -237,6 +261,8 @@ class CouchClient:
         status, body = await self.request("PUT", f"{quote_db(db)}/{quote_doc_id(doc_id)}", body=doc)
         if status == 409:
             raise DocumentConflict(doc_id, status=status)
+        if status == 413:
+            raise DocumentTooLarge(doc_id, status=status)
         _raise_not_found(status, body, db, doc_id)
         _expect(status, body, (201, 202), f"PUT /{db}/{doc_id}")
         if status == 202:
@@ -253,6 +279,22 @@ class CouchClient:
         _expect(status, body, (200, 202), f"DELETE /{db}/{doc_id}")
         return SavedDoc(id=body["id"], rev=body["rev"], accepted_below_quorum=status == 202)
 
+    async def get_docs(self, db: str, doc_ids: list[str]) -> dict[str, Json]:
+        """The existing docs among `doc_ids`, by id, in one `_all_docs` round trip.
+
+        Missing and deleted ids are simply absent from the answer.
+        """
+        status, body = await self.request(
+            "POST",
+            f"{quote_db(db)}/_all_docs",
+            params={"include_docs": "true"},
+            body={"keys": doc_ids},
+        )
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (200,), f"POST /{db}/_all_docs")
+        rows = body.get("rows", []) if isinstance(body, dict) else []
+        return {row["id"]: row["doc"] for row in rows if isinstance(row.get("doc"), dict)}
+
     # -- views -------------------------------------------------------------------------
 
     async def view(self, db: str, ddoc: str, view: str, **params: Any) -> Json:
@@ -263,8 +305,71 @@ class CouchClient:
             if "Database does not exist" in reason or reason == "no_db_file":
                 raise DatabaseNotFound(db, status=status)
             raise DocumentNotFound(f"_design/{ddoc}/{view}", status=status)
+        if status == 400 and "No rows can match your key range" in _reason(body):
+            raise EmptyKeyRange(f"GET {path}", status=status)
         _expect(status, body, (200,), f"GET {path}")
         return dict(body)
+
+    # -- changes -----------------------------------------------------------------------
+
+    async def follow_changes(
+        self,
+        db: str,
+        *,
+        since: str = "now",
+        heartbeat: float = 5.0,
+        opened: Callable[[], None] | None = None,
+    ) -> AsyncIterator[Json]:
+        """The rows of a continuous `_changes` feed, as they come, until CouchDB ends it.
+
+        `opened` is called once CouchDB has answered 200: every change made after that
+        moment is delivered. A feed silent for three heartbeats counts as lost
+        (`CouchUnreachable`), as do connection failures.
+        """
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        query = {"feed": "continuous", "since": since, "heartbeat": str(int(heartbeat * 1000))}
+        url = yarl.URL(f"{self.base_url}/{quote_db(db)}/_changes", encoded=True).with_query(query)
+        # No total timeout: the feed is meant to stay open. Uncompressed, because a
+        # compressed continuous feed stalls on the embedded server (EMBEDDED.md).
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.total, sock_read=heartbeat * 3
+        )
+        try:
+            async with self._session.get(
+                url, timeout=timeout, headers={"Accept-Encoding": "identity"}
+            ) as resp:
+                if resp.status != 200:
+                    body = _decode(await resp.read())
+                    if resp.status >= 500:
+                        raise CouchUnreachable(f"GET /{db}/_changes: HTTP {resp.status}")
+                    _raise_not_found(resp.status, body, db, None)
+                    _expect(resp.status, body, (200,), f"GET /{db}/_changes")
+                if opened is not None:
+                    opened()
+                async for line in resp.content:
+                    if not line.strip():
+                        continue  # a heartbeat
+                    row = _decode(line)
+                    if not isinstance(row, dict) or "last_seq" in row:
+                        return
+                    yield row
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise CouchUnreachable(f"GET /{db}/_changes: {type(exc).__name__}") from exc
+
+
+def _attempt_counter() -> aiohttp.TraceConfig:
+    """Counts how often a request's headers went out: aiohttp silently resends an
+    idempotent request (PUT, DELETE, GET) once when a kept-alive connection drops."""
+
+    async def headers_sent(_session: object, context: Any, _params: object) -> None:
+        if isinstance(context.trace_request_ctx, dict):
+            context.trace_request_ctx["sent"] += 1
+
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(headers_sent)
+    return config
 
 
 def _decode(raw: bytes) -> Any:

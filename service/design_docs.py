@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ class DesignChange:
     # "created", or "updated" when the stored doc differed (e.g. KAZOO's own version
     # replicated over ours).
     action: str
+    # The stored doc that was replaced (for "updated"), to say whose version it was.
+    previous: Json | None = field(default=None, compare=False, repr=False)
 
 
 @cache
@@ -77,5 +79,5 @@ async def _ensure_one(client: CouchClient, db: str, wanted: Json) -> DesignChang
             continue
         action = "created" if stored is None else "updated"
         log.info("design doc %s", action, extra={"couch_db": db, "doc_id": doc_id})
-        return DesignChange(db=db, doc_id=doc_id, action=action)
+        return DesignChange(db=db, doc_id=doc_id, action=action, previous=stored)
     return None

@@ -44,6 +44,22 @@ def invalid_json(reason: str) -> KazooError:
     return validation_error({"json": {"invalid": {"message": reason, "target": "body"}}})
 
 
+def too_many_dids(count: int, limit: int) -> KazooError:
+    # Our own rule (connectivity_store.MAX_DIDS_PER_DOCUMENT), in the shape of a schema
+    # error so that clients show it like one.
+    return validation_error(
+        {
+            "servers": {
+                "maxDIDs": {
+                    "message": f"A connectivity document may route at most {limit} DIDs",
+                    "target": limit,
+                    "value": count,
+                }
+            }
+        }
+    )
+
+
 def missing_envelope(envelope: Any) -> KazooError:
     return validation_error(
         {"data": {"required": {"message": "Field is required but missing", "value": envelope}}}
@@ -79,15 +95,30 @@ def payload_too_large(limit: int) -> KazooError:
     )
 
 
+def document_too_large() -> KazooError:
+    # CouchDB's max_document_size can refuse a body under our upload limit once defaults
+    # and private fields are added; it is still the client's document that is too big.
+    return KazooError(
+        413,
+        "validation error",
+        {
+            "document": {
+                "maxSize": {"message": "the stored document would exceed the datastore's limit"}
+            }
+        },
+    )
+
+
 def bad_document_id(doc_id: str) -> KazooError:
     return KazooError(404, "bad_identifier", {"cause": doc_id, "message": "bad identifier"})
 
 
-def reserved_document_id(doc_id: str) -> KazooError:
-    # Our own rule (§14 #10): a client-chosen id starting with `_` would be a CouchDB name.
-    return validation_error(
-        {"id": {"invalid": {"message": "document ids may not start with '_'", "value": doc_id}}}
-    )
+def reserved_document_id(
+    doc_id: str, message: str = "document ids may not start with '_'"
+) -> KazooError:
+    # Our own rules (§14 #10, connectivity_store.doc_id_problem): e.g. a client-chosen id
+    # starting with `_` would be a CouchDB name.
+    return validation_error({"id": {"invalid": {"message": message, "value": doc_id}}})
 
 
 def invalid_account_id(raw: str) -> KazooError:
@@ -128,6 +159,46 @@ def expired_credentials() -> KazooError:
 
 def forbidden(message: str = "forbidden") -> KazooError:
     return KazooError(403, "forbidden", {"message": message})
+
+
+def unauthorized_numbers(numbers: list[str]) -> KazooError:
+    # cb_modules_util:validate_number_ownership/2 (§11.1).
+    return forbidden("unauthorized to use " + ", ".join(numbers))
+
+
+# The number manager's errors (knm_errors:to_json/3): the envelope `error` is the HTTP
+# code, `message` the knm error name, and `data` knm's own error object
+# (cb_phone_numbers:set_error/2).
+
+
+def _number_error(code: int, error: str, message: str, cause: str | None) -> KazooError:
+    data: dict[str, Any] = {"code": code, "error": error, "message": message}
+    if cause is not None:
+        data["cause"] = cause
+    return KazooError(code, error, data)
+
+
+def number_not_found() -> KazooError:
+    # cb_phone_numbers:reply_number_not_found/1.
+    data = {"message": "bad identifier", "not_found": "The number could not be found"}
+    return KazooError(404, "bad_identifier", data)
+
+
+def number_not_reconcilable(number: str) -> KazooError:
+    return _number_error(404, "not_reconcilable", f"number {number} is not reconcilable", number)
+
+
+def number_exists(number: str) -> KazooError:
+    return _number_error(409, "number_exists", f"number {number} already exists", number)
+
+
+def number_unauthorized(cause: str | None = None) -> KazooError:
+    return _number_error(403, "forbidden", "requestor is unauthorized to perform operation", cause)
+
+
+def number_invalid_state_transition(from_state: str | None, to_state: str) -> KazooError:
+    cause = f"from {from_state or '(nothing)'} to {to_state}"
+    return _number_error(400, "invalid_state_transition", "invalid state transition", cause)
 
 
 def too_many_requests() -> KazooError:

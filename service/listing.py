@@ -8,13 +8,16 @@ from typing import Any
 
 from . import errors
 from .context import RequestContext, is_false
-from .couchdb import CouchClient, DocumentNotFound
+from .couchdb import CouchClient, DocumentNotFound, EmptyKeyRange
+from .filters import DocFilter, build_filter
 from .start_keys import decode_start_key, encode_start_key
 
 Json = dict[str, Any]
 
 # paginate=false still reads the view in slices of this size (crossbar_view).
 UNPAGINATED_CHUNK = 51
+# With filters, a page is filled from view slices of at least this many rows.
+FILTERED_SLICE = 50
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class PageRequest:
     start_key: Any = None
     start_key_given: str | None = None
     end_key: Any = None
+    # The query-string filters (crossbar_filter, §9); None when there are none.
+    doc_filter: DocFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,10 @@ class Page:
     has_next: bool = False
 
 
-def page_request(ctx: RequestContext, default_page_size: int) -> PageRequest:
+def page_request(
+    ctx: RequestContext, default_page_size: int, *, query_filters: bool = False
+) -> PageRequest:
+    """Paging from the request; `query_filters` honours crossbar_filter's query keys (§9)."""
     raw_start = ctx.req_value("start_key")
     start_key = decode_start_key(raw_start) if isinstance(raw_start, str) else raw_start
     return PageRequest(
@@ -43,6 +51,7 @@ def page_request(ctx: RequestContext, default_page_size: int) -> PageRequest:
         start_key=start_key,
         start_key_given=raw_start if raw_start is not None else None,
         end_key=ctx.req_value("end_key"),
+        doc_filter=build_filter(ctx.request.query_string) if query_filters else None,
     )
 
 
@@ -87,14 +96,21 @@ async def read_page(
 ) -> Page:
     """One page (or everything with paginate=false) of view rows, ids only."""
     try:
-        return await _read(client, db, ddoc, view, request)
-    except DocumentNotFound:
-        # KAZOO installs a missing design doc and retries (kz_datamgr:get_results/3).
-        await install_views()
-        return await _read(client, db, ddoc, view, request)
+        try:
+            return await _read(client, db, ddoc, view, request)
+        except DocumentNotFound:
+            # KAZOO installs a missing design doc and retries (kz_datamgr:get_results/3).
+            await install_views()
+            return await _read(client, db, ddoc, view, request)
+    except EmptyKeyRange:
+        # `start_key` past `end_key` in the listing's direction: no id can match, so the
+        # page is empty (CouchDB's 400 for it is no fault of the datastore; issue #6).
+        return Page(rows=[])
 
 
 async def _read(client: CouchClient, db: str, ddoc: str, view: str, request: PageRequest) -> Page:
+    if request.doc_filter is not None:
+        return await _read_filtered(client, db, ddoc, view, request, request.doc_filter)
     if request.page_size is None:
         return await _read_all(client, db, ddoc, view, request)
     rows = await _query(
@@ -123,6 +139,43 @@ async def _read_all(
         start_key, start_doc = rows[-1]["key"], rows[-1]["id"]
 
 
+async def _read_filtered(
+    client: CouchClient,
+    db: str,
+    ddoc: str,
+    view: str,
+    request: PageRequest,
+    keep: DocFilter,
+) -> Page:
+    """A page counted after filtering: view slices are read until it is full or the view ends.
+
+    crossbar_view asks for the rows still missing plus one and repeats from the extra
+    row, so its `next_start_key` is the key of the row right after the last one
+    returned; larger slices give the same page with fewer round trips.
+    """
+    kept: list[Json] = []
+    start_key, start_doc = request.start_key, None
+    while True:
+        wanted = None if request.page_size is None else request.page_size - len(kept)
+        slice_size = UNPAGINATED_CHUNK - 1 if wanted is None else max(wanted, FILTERED_SLICE)
+        rows = await _query(
+            client, db, ddoc, view, request, start_key, start_doc, slice_size + 1, include_docs=True
+        )
+        for position, row in enumerate(rows[:slice_size]):
+            if not keep(row.get("doc")):
+                continue
+            kept.append(row)
+            if len(kept) == request.page_size:
+                following = rows[position + 1 : position + 2]
+                if following:
+                    return Page(rows=kept, next_key=following[0]["key"], has_next=True)
+                return Page(rows=kept)
+        if len(rows) <= slice_size:
+            return Page(rows=kept)
+        # The extra row starts the next slice; startkey_docid keeps equal keys apart.
+        start_key, start_doc = rows[-1]["key"], rows[-1]["id"]
+
+
 async def _query(
     client: CouchClient,
     db: str,
@@ -132,6 +185,8 @@ async def _query(
     start_key: Any,
     start_doc: str | None,
     limit: int,
+    *,
+    include_docs: bool = False,
 ) -> list[Json]:
     result = await client.view(
         db,
@@ -143,6 +198,8 @@ async def _query(
         startkey_docid=start_doc,
         endkey=request.end_key,
         limit=limit,
+        # Filters look at the full stored doc, private fields included (§9).
+        include_docs=True if include_docs else None,
     )
     return list(result.get("rows", []))
 

@@ -62,7 +62,7 @@ async def kazoo_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     ctx = RequestContext(
         request=request,
-        request_id=request.headers.get("X-Request-ID") or new_id(),
+        request_id=_request_id(request),
         method=request.method.upper(),
         query=request.query,
     )
@@ -76,6 +76,19 @@ async def kazoo_middleware(request: web.Request, handler: Handler) -> web.Stream
     response.headers["X-Request-ID"] = ctx.request_id
     _log_request(ctx, response.status, started)
     return response
+
+
+def _request_id(request: web.Request) -> str:
+    """The client's X-Request-ID (§3.1), unless it could not be sent back as a header:
+    bytes that are not UTF-8 arrive as lone surrogates and would make the answer a 500."""
+    given = request.headers.get("X-Request-ID")
+    if not given:
+        return new_id()
+    try:
+        given.encode("utf-8")
+    except UnicodeEncodeError:
+        return new_id()
+    return given if given.isprintable() else new_id()
 
 
 def _log_request(ctx: RequestContext, status: int, started: float) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from . import errors
-from .auth import TokenExpired, TokenInvalid, decode_token, may_act_on, token_matches_account
+from .auth import TokenExpired, TokenInvalid, may_act_on, token_matches_account
 from .context import AuthInfo, RequestContext
 from .envelope import cors_headers, wants_cors
 from .kazoo_ids import is_raw_account_id
@@ -22,6 +22,9 @@ from .resources.accounts import AccountsResource
 from .resources.api_auth import ApiAuthResource
 from .resources.base import Resource
 from .resources.connectivity import ConnectivityResource
+from .resources.openapi import OpenApiResource
+from .resources.phone_numbers import PhoneNumbersResource
+from .resources.schemas import SchemasResource
 from .resources.token_auth import TokenAuthResource
 from .services import SERVICES, Services
 
@@ -29,10 +32,15 @@ KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPT
 TUNNELLED_VERBS = frozenset({"PUT", "DELETE", "PATCH", "POST"})
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 
-ACCOUNT_RESOURCES: dict[str, Resource] = {"connectivity": ConnectivityResource()}
+ACCOUNT_RESOURCES: dict[str, Resource] = {
+    "connectivity": ConnectivityResource(),
+    "phone_numbers": PhoneNumbersResource(),
+}
 TOP_RESOURCES: dict[str, Resource] = {
     "api_auth": ApiAuthResource(),
     "token_auth": TokenAuthResource(),
+    "schemas": SchemasResource(),
+    "openapi.json": OpenApiResource(),
 }
 ACCOUNTS: Resource = AccountsResource()
 
@@ -83,8 +91,10 @@ def _account_route(rest: list[str]) -> Route:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     ctx: RequestContext = request[CTX_KEY]
     services = request.app[SERVICES]
-    if ctx.method not in KNOWN_METHODS:
-        raise errors.not_implemented(ctx.method)
+    # KAZOO's cowboy answers 501 to a method outside KNOWN_METHODS (§1 step 2). Issue #7
+    # wants no 5xx for any client input, so TRACE, CONNECT or WebDAV verbs get the 405
+    # `invalid_method` (with Allow) of the verb check below, like any other verb the
+    # path does not allow.
     await _read_request_body(ctx, services)
     _tunnel_verb(ctx)
     ctx.auth_token = _supplied_token(ctx)
@@ -100,7 +110,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if ctx.method not in allowed:
         raise errors.method_not_allowed(list(allowed))
     if route.account_id is not None:
-        await _load_target_account(ctx, services, route.account_id)
+        # A change to the account itself starts from its current doc, never a cached one.
+        fresh = route.resource is ACCOUNTS and ctx.method != "GET"
+        await _load_target_account(ctx, services, route.account_id, fresh=fresh)
     if route.resource.needs_auth:
         await _authenticate(ctx, services)
         _authorize(ctx)
@@ -143,7 +155,7 @@ async def _reject_expired_token(ctx: RequestContext, services: Services) -> None
         return
     secret = await services.signing_key.get()
     try:
-        decode_token(secret, ctx.auth_token)
+        services.tokens.claims(secret, ctx.auth_token)
     except TokenExpired:
         raise errors.expired_credentials() from None
     except TokenInvalid:
@@ -157,12 +169,15 @@ def _preflight(request: web.Request, allowed: list[str]) -> web.StreamResponse:
     return web.Response(status=200, headers=cors_headers(request, allowed))
 
 
-async def _load_target_account(ctx: RequestContext, services: Services, account_id: str) -> None:
+async def _load_target_account(
+    ctx: RequestContext, services: Services, account_id: str, *, fresh: bool = False
+) -> None:
     if account_id == "":
         raise errors.missing_account_id()
     if not is_raw_account_id(account_id):
         raise errors.invalid_account_id(account_id)
-    account = await services.accounts.get(account_id)
+    reader = services.accounts if fresh else services.account_cache
+    account = await reader.get(account_id)
     # A deleted account's endpoints answer 404 (issue #4 overrides KAZOO's §13 quirk).
     if account is None or account.get("pvt_deleted") or account.get("pvt_type") != "account":
         raise errors.unknown_account(account_id)
@@ -174,7 +189,7 @@ async def _authenticate(ctx: RequestContext, services: Services) -> None:
         raise errors.invalid_credentials()
     secret = await services.signing_key.get()
     try:
-        claims = decode_token(secret, ctx.auth_token)
+        claims = services.tokens.claims(secret, ctx.auth_token)
     except TokenInvalid:
         raise errors.invalid_credentials() from None
     auth_account_id = claims["account_id"]
@@ -184,7 +199,7 @@ async def _authenticate(ctx: RequestContext, services: Services) -> None:
     if ctx.account is not None and auth_account_id == ctx.account_id:
         account = ctx.account
     else:
-        account = await services.accounts.get(auth_account_id)
+        account = await services.account_cache.get(auth_account_id)
     if account is None or not token_matches_account(secret, claims, account):
         raise errors.invalid_credentials()
     jti = claims.get("jti")

@@ -46,7 +46,23 @@ def _parse_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
         # 1e400 overflows to infinity, which neither JSON nor CouchDB can store.
-        raise _BadConstant(text)
+        raise _BadConstant(text if len(text) <= 40 else text[:40] + "…")
+    return value
+
+
+# Integers beyond ±(2^53 - 1) are refused rather than stored: the embedded server and
+# CouchDB's JavaScript views hold numbers as doubles and would silently round them
+# (9007199254740993 reads back as …992), JavaScript clients such as Monster UI too, so
+# the answer to the PUT and later reads would disagree. No trunkstore field needs them.
+MAX_SAFE_INTEGER = 2**53 - 1
+_MAX_SAFE_DIGITS = len(str(MAX_SAFE_INTEGER))
+
+
+def _parse_int(text: str) -> int:
+    # The length check comes first: int() refuses more than 4,300 digits with a
+    # ValueError of its own (CVE-2020-10735 guard), which must not become a 500.
+    if len(text.lstrip("-")) > _MAX_SAFE_DIGITS or abs(value := int(text)) > MAX_SAFE_INTEGER:
+        raise _BadConstant(text if len(text) <= 40 else text[:40] + "…")
     return value
 
 
@@ -57,7 +73,9 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise errors.invalid_json(f"invalid_utf8 around {exc.start}") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int
+        )
     except _BadConstant as exc:
         raise errors.invalid_json(f"invalid_number {exc}") from None
     except json.JSONDecodeError as exc:

@@ -6,13 +6,18 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .account_cache import AccountCache
 from .accounts import AccountStore
 from .auth import SigningKey
 from .config import Settings
 from .connectivity_store import ConnectivityStore
 from .couchdb import CouchClient
+from .did_guard import DidGuard
+from .number_store import NumberStore
+from .phone_numbers import PhoneNumbers
 from .rate_limit import FailureLimiter
 from .revocation import RevocationList
+from .token_cache import VerifiedTokens
 from .validation import SchemaValidator, schema_path
 
 
@@ -27,15 +32,24 @@ class Services:
     account_validator: SchemaValidator
     revocations: RevocationList
     auth_failures: FailureLimiter
+    phone_numbers: PhoneNumbers
+    # The pipeline's account reads; accounts' own writes invalidate it (issue #8).
+    account_cache: AccountCache
+    tokens: VerifiedTokens
 
     @classmethod
     def build(cls, settings: Settings, client: CouchClient, validator: SchemaValidator) -> Services:
+        accounts = AccountStore(client)
+        account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
+        accounts.on_change = account_cache.invalidate
         return cls(
             settings=settings,
             client=client,
             validator=validator,
-            accounts=AccountStore(client),
-            connectivity=ConnectivityStore(client, validator),
+            accounts=accounts,
+            connectivity=ConnectivityStore(
+                client, validator, dids=DidGuard(client, AccountStore(client), NumberStore(client))
+            ),
             signing_key=SigningKey(client),
             account_validator=SchemaValidator.from_file(
                 schema_path("accounts"), strict=settings.strict_validation
@@ -44,6 +58,9 @@ class Services:
             auth_failures=FailureLimiter(
                 settings.auth_failure_burst, settings.auth_failure_refill_per_second
             ),
+            phone_numbers=PhoneNumbers(NumberStore(client), AccountStore(client)),
+            account_cache=account_cache,
+            tokens=VerifiedTokens(),
         )
 
 

@@ -35,6 +35,8 @@ from typing import Any, Final
 from jsonschema import Draft4Validator, validators
 from jsonschema.exceptions import ValidationError
 
+from .request_body import MAX_SAFE_INTEGER
+
 DRAFT4_URI: Final = "http://json-schema.org/draft-04/schema#"
 
 Errors = dict[str, dict[str, dict[str, Any]]]
@@ -319,12 +321,14 @@ def _to_integer(value: Any) -> int | None:
     # rounded; JSON true/false/null are atoms in Erlang and have no clause.
     if isinstance(value, bool):
         return None
+    integer = None
     if isinstance(value, float):
-        return _erlang_round(value)
-    if isinstance(value, str):
+        integer = _erlang_round(value)
+    elif isinstance(value, str):
         number = _parse_erlang_number(value)
-        return number if isinstance(number, int) or number is None else _erlang_round(number)
-    return None
+        integer = number if isinstance(number, int) or number is None else _erlang_round(number)
+    # Beyond ±(2^53 - 1) the stored value would be rounded (see request_body.MAX_SAFE_INTEGER).
+    return integer if integer is None or abs(integer) <= MAX_SAFE_INTEGER else None
 
 
 def _to_number(value: Any) -> int | float | None:

@@ -51,6 +51,18 @@ async def couch(couch_url: str) -> AsyncIterator[CouchClient]:
         yield client
 
 
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def log_audit(couch_url: str) -> AsyncIterator[None]:
+    """Issue #7: no log line of the whole session holds a secret the suite used."""
+    from log_audit import LogAudit, secrets_used
+
+    audit = LogAudit().install()
+    yield
+    audit.uninstall()
+    leaks = audit.leaks(await secrets_used(couch_url))
+    assert not leaks, f"{len(leaks)} log lines with secrets:\n" + "\n".join(leaks[:20])
+
+
 def settings_for(couch_url: str, **overrides: Any) -> Settings:
     return Settings(couch_url=couch_url, **overrides)
 
@@ -141,3 +153,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             "security suite: {attempts} access attempts, {wrongly_allowed} wrongly allowed, "
             "{wrongly_denied} wrongly denied".format(**SECURITY_FIGURES)
         )
+    from reliability import summary_line  # issue #7's figures
+
+    line = summary_line()
+    if line:
+        terminalreporter.write_line(line)

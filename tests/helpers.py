@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,12 @@ async def call(
         except ValueError:
             parsed = None
         return Reply(status=resp.status, body=parsed, headers=resp.headers, text=text)
+
+
+def unique_realm(label: str) -> str:
+    """A realm no earlier run claimed: realms are unique server-wide, and an Apache
+    CouchDB (CONNECTIVITY_TEST_COUCH_URL) keeps its accounts from one run to the next."""
+    return f"{label}-{secrets.token_hex(4)}.sip.example"
 
 
 def assert_kazoo_error(reply: Reply, status: int, message: str) -> Json:

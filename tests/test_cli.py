@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from helpers import assert_kazoo_error, call
+from helpers import assert_kazoo_error, call, unique_realm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +30,7 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 
 async def test_create_account_and_rotate_key_against_a_couch_url(api, couch_url):
     env = {"CONNECTIVITY_COUCH_URL": couch_url}
+    child_realm = unique_realm("cli-child")
     code, out, _ = await run_cli("create-account", "--name", "Cli Master", env=env)
     assert code == 0
     created = json.loads(out)
@@ -42,14 +43,12 @@ async def test_create_account_and_rotate_key_against_a_couch_url(api, couch_url)
         "--parent",
         created["account_id"],
         "--realm",
-        "cli-child.sip.example",
+        child_realm,
         env=env,
     )
     child = json.loads(out)
-    assert child["realm"] == "cli-child.sip.example"
-    code, _, err = await run_cli(
-        "create-account", "--name", "Dup", "--realm", "cli-child.sip.example", env=env
-    )
+    assert child["realm"] == child_realm
+    code, _, err = await run_cli("create-account", "--name", "Dup", "--realm", child_realm, env=env)
     assert code == 1
     assert "already in use" in err
     login = await call(api, "PUT", "/v2/api_auth", data={"api_key": child["api_key"]})

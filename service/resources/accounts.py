@@ -106,8 +106,9 @@ def _realm_taken(realm: str) -> errors.KazooError:
 async def _create_child(
     ctx: RequestContext, services: Services, parent: Json
 ) -> web.StreamResponse:
-    conditional.check_write(ctx, None)
+    # Validation before preconditions, as Crossbar orders them (§1 steps 8-9; issue #6).
     data = _validated(services, ctx.data)
+    conditional.check_write(ctx, None)
     try:
         created = await services.accounts.create(data["name"], data.get("realm"), parent["_id"])
     except RealmTaken:
@@ -128,12 +129,13 @@ async def _create_child(
 
 async def _update(ctx: RequestContext, services: Services) -> web.StreamResponse:
     stored = copy.deepcopy(ctx.account or {})
-    conditional.check_write(ctx, stored.get("_rev"))
     if ctx.method == "PATCH":
         body = merge_patch(public_fields(stored), public_fields(ctx.data))
     else:
         body = ctx.data
+    # Validation before preconditions, as Crossbar orders them (§1 steps 8-9; issue #6).
     data = _validated(services, body)
+    conditional.check_write(ctx, stored.get("_rev"))
     if "realm" not in data:
         data["realm"] = stored.get("realm")
     enabled = data.pop("enabled", None)

@@ -5,6 +5,8 @@ Thin on purpose: each verb maps to one operation of the connectivity document la
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from .. import conditional, listing
@@ -66,7 +68,7 @@ def _write_context(ctx: RequestContext) -> WriteContext:
 
 async def _summary(ctx: RequestContext, services: Services) -> web.StreamResponse:
     db = _db(ctx)
-    request = listing.page_request(ctx, services.settings.page_size)
+    request = listing.page_request(ctx, services.settings.page_size, query_filters=True)
 
     async def install_views() -> None:
         await ensure_design_docs(services.client, db, "account")
@@ -80,11 +82,17 @@ async def _summary(ctx: RequestContext, services: Services) -> web.StreamRespons
 
 
 async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse:
+    # Crossbar validates (resource_exists) before it evaluates preconditions: a bad body
+    # is 400 even with an If-Match (§1 steps 8-9; found by schemathesis, issue #6).
+    services.connectivity.validated_new(ctx.data, _realm(ctx))
     # No document exists yet, so any If-Match fails (§13).
     conditional.check_write(ctx, None)
     saved = await services.connectivity.create(_db(ctx), ctx.data, _realm(ctx), _write_context(ctx))
     response = render(ctx, success_body(ctx, saved.view, revision=saved.revision), 201)
-    response.headers["Location"] = f"/v2/accounts/{ctx.account_id}/connectivity/{saved.doc['_id']}"
+    # A client-chosen id may hold any character (NUL, spaces, emoji): percent-encoded,
+    # the header stays valid and the path leads back to the document.
+    location_id = quote(saved.doc["_id"], safe="")
+    response.headers["Location"] = f"/v2/accounts/{ctx.account_id}/connectivity/{location_id}"
     return response
 
 
@@ -105,6 +113,9 @@ async def _update(ctx: RequestContext, services: Services, doc_id: str) -> web.S
         # KAZOO validates a POST body before it looks the doc up: 400 wins over 404 (§7.5).
         store.validated(ctx.data, _realm(ctx))
     stored = await store.load(db, doc_id)
+    if ctx.method == "PATCH":
+        # The merged document is validated before preconditions, as for a PUT (§1).
+        store.patched(stored, ctx.data, _realm(ctx))
     conditional.check_write(ctx, stored["_rev"])
     if ctx.method == "POST":
         saved = await store.replace(db, stored, ctx.data, _realm(ctx), _write_context(ctx))

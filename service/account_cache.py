@@ -1,0 +1,150 @@
+"""Account documents kept in memory, and dropped as soon as CouchDB says they changed.
+
+Every API request reads the target account's doc, and the token's account's when they
+differ: read from CouchDB each time, that was one or two extra round trips per request
+(issue #8). Cached entries are invalidated by
+
+* the continuous `_changes` feed of `accounts`: every account write — ours, another
+  instance's, the CLI's, KAZOO's — updates the copy there *after* the authoritative doc
+  in the account's own database (accounts.py), so a read that follows the change sees
+  the new doc;
+* this process's own AccountStore writes, at once, so a client sees its own change
+  on its next request (read-your-writes);
+* a TTL, the safety net for a write that skips the `accounts` copy;
+* a lost feed: nothing is cached until it is back, since changes may have been missed.
+
+A read that started before an invalidation is not stored (the generation check), so a
+slow read cannot put an old doc back after the change was seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .couchdb import CouchClient, CouchError
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+Loader = Callable[[str], Awaitable[Json | None]]
+
+ACCOUNTS_DB = "accounts"
+# CouchDB (and the embedded server) send the feed's response headers with its first
+# line, so the heartbeat also bounds how long after start-up the cache is in use; and a
+# feed silent for three heartbeats is taken for lost.
+HEARTBEAT_SECONDS = 1.0
+RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    doc: Json | None  # None: no such account (also worth remembering)
+    fetched_at: float
+
+
+class AccountCache:
+    """`get(account_id)` answers like `AccountStore.get`, from memory when it can."""
+
+    def __init__(
+        self,
+        load: Loader,
+        client: CouchClient,
+        *,
+        ttl: float,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._load = load
+        self._client = client
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._generation = 0
+        # True while the feed is connected: only then can an entry be trusted.
+        self._following = False
+        self._failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._ttl > 0
+
+    @property
+    def following(self) -> bool:
+        return self._following
+
+    async def get(self, account_id: str) -> Json | None:
+        """The account doc (a copy the caller may change), or None if there is none."""
+        entry = self._entries.get(account_id)
+        now = time.monotonic()
+        if entry is not None and self._following and now - entry.fetched_at < self._ttl:
+            self._entries.move_to_end(account_id)
+            return copy.deepcopy(entry.doc)
+        generation = self._generation
+        doc = await self._load(account_id)
+        if self._following and generation == self._generation:
+            self._store(account_id, _Entry(copy.deepcopy(doc), now))
+        return doc
+
+    def invalidate(self, account_id: str) -> None:
+        self._generation += 1
+        self._entries.pop(account_id, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def _store(self, account_id: str, entry: _Entry) -> None:
+        self._entries[account_id] = entry
+        self._entries.move_to_end(account_id)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    # -- the feed ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="account-cache-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._lost()
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for change in self._client.follow_changes(
+                    ACCOUNTS_DB, heartbeat=HEARTBEAT_SECONDS, opened=self._opened
+                ):
+                    changed = change.get("id")
+                    if isinstance(changed, str):
+                        self.invalidate(changed)
+            except CouchError as exc:
+                # Once per outage, not once per retry.
+                if self._following or self._failures == 0:
+                    log.warning("account cache feed lost", extra={"fault": str(exc)})
+            self._lost()
+            await asyncio.sleep(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)])
+            self._failures += 1
+
+    def _opened(self) -> None:
+        # Reads that began before the feed was open may predate a change it will not
+        # replay (it starts at "now"): the generation bump keeps them out.
+        self.clear()
+        self._following = True
+        self._failures = 0
+
+    def _lost(self) -> None:
+        self._following = False
+        self.clear()

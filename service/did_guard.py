@@ -1,0 +1,140 @@
+"""What a connectivity write does with its DIDs: checked before saving, assigned after.
+
+Before the save (after schema validation, BEHAVIOUR.md §1 step 8): no DID twice in the
+account (ours, see `dids`), then KAZOO's ownership check (§11.1) with the
+*authenticated* account. After a successful save: numbers that appeared get
+`pvt_used_by: "trunkstore"`, numbers that disappeared lose it (§11.2). Unlike KAZOO
+(§14 #4), a PUT assigns its numbers too.
+
+The uniqueness check reads `trunkstore/lookup_did` before the save, so two writes racing
+each other can still both pass; `ensure-numbers` reports any duplicate that results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import errors
+from .accounts import AccountStore
+from .couchdb import CouchClient, DatabaseNotFound, DocumentNotFound
+from .design_docs import ensure_design_docs
+from .dids import (
+    as_validation_errors,
+    dids_of,
+    duplicates_against,
+    duplicates_within,
+    numbers_of,
+)
+from .kazoo_doc import WriteContext
+from .kazoo_ids import account_id_from_db
+from .number_docs import STATE_AVAILABLE, TRUNKSTORE, assigned_to, state_of
+from .number_parties import Parties
+from .number_store import NumberStore
+from .number_usage import NumberUsage
+from .numbers import normalize, raw_spellings
+
+Json = dict[str, Any]
+
+# Keys per lookup_did query: a GET's URL stays well under any server's limit.
+_KEYS_PER_QUERY = 100
+# Number docs updated at once after a write.
+_PARALLEL_UPDATES = 8
+
+
+class DidGuard:
+    def __init__(self, client: CouchClient, accounts: AccountStore, numbers: NumberStore) -> None:
+        self.client = client
+        self.accounts = accounts
+        self.numbers = numbers
+        self.usage = NumberUsage(numbers)
+
+    # -- before the save ---------------------------------------------------------------
+
+    async def check(self, db: str, doc: Json, ctx: WriteContext) -> None:
+        """400 for a duplicate DID, then 403 for numbers the caller may not use."""
+        await self.check_unique(db, doc)
+        if ctx.auth_account_id is not None:
+            await self.check_ownership(doc, ctx.auth_account_id)
+
+    async def check_unique(self, db: str, doc: Json) -> None:
+        taken = await self._routed_by_other_docs(db, doc)
+        found = as_validation_errors(duplicates_against(doc, taken))
+        found.update(as_validation_errors(duplicates_within(doc)))
+        if found:
+            raise errors.validation_error(found)
+
+    async def check_ownership(self, doc: Json, auth_account_id: str) -> None:
+        numbers = numbers_of(doc)
+        if not numbers:
+            return
+        docs = await self.numbers.get_many(numbers)
+        contested = {
+            e164: number
+            for e164, number in docs.items()
+            if state_of(number) != STATE_AVAILABLE and assigned_to(number) != auth_account_id
+        }
+        if not contested:
+            return
+        parties = Parties(self.accounts)
+        refused = [
+            e164
+            for e164, number in contested.items()
+            if not await parties.verdict(number, auth_account_id)
+        ]
+        if refused:
+            # KAZOO folds over an Erlang map of the failures (ordered by number) and
+            # prepends each one, so the message lists them in descending order.
+            raise errors.unauthorized_numbers(sorted(refused, reverse=True))
+
+    async def _routed_by_other_docs(self, db: str, doc: Json) -> dict[str, str]:
+        """E.164 number -> id of another live connectivity doc that routes it."""
+        spellings = sorted({raw for did in dids_of(doc) for raw in raw_spellings(did.e164)})
+        taken: dict[str, str] = {}
+        for start in range(0, len(spellings), _KEYS_PER_QUERY):
+            for row in await self._lookup_did(db, spellings[start : start + _KEYS_PER_QUERY]):
+                if row.get("id") != doc.get("_id"):
+                    taken.setdefault(normalize(row["key"]), row["id"])
+        return taken
+
+    async def _lookup_did(self, db: str, keys: list[str]) -> list[Json]:
+        try:
+            result = await self.client.view(db, "trunkstore", "lookup_did", keys=keys)
+        except DatabaseNotFound:
+            return []
+        except DocumentNotFound:
+            await ensure_design_docs(self.client, db, "account")
+            result = await self.client.view(db, "trunkstore", "lookup_did", keys=keys)
+        return list(result.get("rows", []))
+
+    # -- after the save ----------------------------------------------------------------
+
+    async def track(self, db: str, before: Json | None, after: Json | None) -> None:
+        """Assigns added numbers to trunkstore and releases removed ones; never raises.
+
+        `auth_by` is the account owning the connectivity doc (the target account), as in
+        cb_modules_util:apply_assignment_updates/2.
+        """
+        old, new = numbers_of(before), numbers_of(after)
+        added, removed = sorted(new - old), sorted(old - new)
+        account_id = account_id_from_db(db)
+        if account_id is None or (not added and not removed):
+            return
+        parties = Parties(self.accounts)
+        doc_id = (after or before or {}).get("_id")
+        where = {"account_id": account_id, "connectivity_id": doc_id}
+
+        async def usable(number: Json) -> bool:
+            return await parties.verdict(number, account_id)
+
+        gate = asyncio.Semaphore(_PARALLEL_UPDATES)
+
+        async def assign(e164: str) -> None:
+            async with gate:
+                await self.usage.assign(e164, TRUNKSTORE, usable, where=where)
+
+        async def release(e164: str) -> None:
+            async with gate:
+                await self.usage.release(e164, TRUNKSTORE, usable, where=where)
+
+        await asyncio.gather(*(assign(n) for n in added), *(release(n) for n in removed))

@@ -1,0 +1,119 @@
+"""The DIDs of a connectivity document, and the uniqueness rule KAZOO lacks.
+
+DIDs are the keys of every `servers[].DIDs` object (cb_connectivity:get_numbers/1).
+Inbound routing looks a dialled number up in `trunkstore/lookup_did` by its E.164 form
+(BEHAVIOUR.md §12.1); when two servers or two documents of one account carry the same
+number the view answers several rows and the call goes to whichever comes first. So a
+DID may appear in only one server of one live connectivity document per account,
+compared on E.164-normalised numbers.
+
+A duplicate is a 400 `validation error` in KAZOO's schema-error format (§5.2), keyed by
+the dotted path of the later occurrence (`servers.1.DIDs.+14155550100`, a `.` inside a
+key escaped as `%2E`), under the code `unique`:
+
+    {"message": "...", "value": "<E.164>", "cause": "<where it already is>"}
+
+`cause` is the id of the other connectivity document, or, for a duplicate inside the
+document being written, the dotted path of the first occurrence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .numbers import is_reconcilable, normalize
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Did:
+    server: int
+    key: str  # as written in the document
+    e164: str
+
+    @property
+    def path(self) -> str:
+        return dotted_path("servers", self.server, "DIDs", self.key)
+
+
+def dotted_path(*parts: str | int) -> str:
+    # kz_json_schema's error keys: 0-based indices, a "." inside a key becomes "%2E".
+    return ".".join(str(part).replace(".", "%2E") for part in parts)
+
+
+def dids_of(doc: Json | None) -> list[Did]:
+    """Every DID key of every server, in document order; tolerant of odd shapes."""
+    if not isinstance(doc, dict):
+        return []
+    servers = doc.get("servers")
+    if not isinstance(servers, list):
+        return []
+    found = []
+    for index, server in enumerate(servers):
+        dids = server.get("DIDs") if isinstance(server, dict) else None
+        if not isinstance(dids, dict):
+            continue
+        found.extend(Did(server=index, key=key, e164=normalize(key)) for key in dids)
+    return found
+
+
+def numbers_of(doc: Json | None) -> set[str]:
+    """The reconcilable numbers of a document, E.164; what ownership and assignment see."""
+    return {did.e164 for did in dids_of(doc) if is_reconcilable(did.key)}
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    did: Did
+    # The other connectivity doc's id, or the path of the first occurrence in this doc.
+    cause: str
+    elsewhere: str  # for the message
+
+    def error(self) -> Json:
+        return {
+            "unique": {
+                "message": f"DID {self.did.e164} is already routed by {self.elsewhere}",
+                "value": self.did.e164,
+                "cause": self.cause,
+            }
+        }
+
+
+def duplicates_within(doc: Json) -> list[Duplicate]:
+    """Every occurrence after the first of the same E.164 number inside one document."""
+    first_seen: dict[str, Did] = {}
+    duplicates = []
+    for did in dids_of(doc):
+        first = first_seen.setdefault(did.e164, did)
+        if first is not did:
+            duplicates.append(
+                Duplicate(
+                    did=did,
+                    cause=first.path,
+                    elsewhere=f"{first.path} of this document",
+                )
+            )
+    return duplicates
+
+
+def duplicates_against(doc: Json, taken: dict[str, str]) -> list[Duplicate]:
+    """Occurrences of numbers that other documents already route.
+
+    `taken` maps an E.164 number to the id of the other connectivity doc (what
+    `lookup_did` tells; its rows do not say which server).
+    """
+    duplicates = []
+    for did in dids_of(doc):
+        other_id = taken.get(did.e164)
+        if other_id is None:
+            continue
+        duplicates.append(
+            Duplicate(did=did, cause=other_id, elsewhere=f"connectivity document {other_id}")
+        )
+    return duplicates
+
+
+def as_validation_errors(duplicates: list[Duplicate]) -> Json:
+    return {duplicate.did.path: duplicate.error() for duplicate in duplicates}
