@@ -16,8 +16,10 @@ Json = dict[str, Any]
 
 # paginate=false still reads the view in slices of this size (crossbar_view).
 UNPAGINATED_CHUNK = 51
-# With filters, a page is filled from view slices of at least this many rows.
+# With filters, a page is filled from view slices of this many rows at least and at most
+# (a slice never needs to be as large as a huge `page_size`).
 FILTERED_SLICE = 50
+FILTERED_SLICE_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,11 @@ async def _read_filtered(
     start_key, start_doc = request.start_key, None
     while True:
         wanted = None if request.page_size is None else request.page_size - len(kept)
-        slice_size = UNPAGINATED_CHUNK - 1 if wanted is None else max(wanted, FILTERED_SLICE)
+        slice_size = (
+            UNPAGINATED_CHUNK - 1
+            if wanted is None
+            else min(max(wanted, FILTERED_SLICE), FILTERED_SLICE_MAX)
+        )
         rows = await _query(
             client, db, ddoc, view, request, start_key, start_doc, slice_size + 1, include_docs=True
         )

@@ -32,8 +32,20 @@ _SECRET_PATTERNS = (
 )
 
 
+# The first two patterns cannot match a text without one of these words. They are by far
+# the slowest (case-insensitive alternations tried at every position: ~0.1 ms on each
+# request's access line, issue #8), so they only run when a word is there. On ASCII text
+# lower() and re.I agree; any other text always runs them.
+_KEYWORDS = ("password", "api_key", "auth_token", "pvt_secret")
+_KEYWORD_PATTERNS = 2
+
+
 def scrub(text: str) -> str:
-    for pattern in _SECRET_PATTERNS:
+    lowered = text.lower()
+    keyword_free = text.isascii() and not any(word in lowered for word in _KEYWORDS)
+    for index, pattern in enumerate(_SECRET_PATTERNS):
+        if keyword_free and index < _KEYWORD_PATTERNS:
+            continue
         text = pattern.sub(lambda m: f"{m.group(1)}***", text)
     return text
 

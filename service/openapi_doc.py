@@ -1,6 +1,6 @@
 """The OpenAPI description of this service, as `GET /v2/openapi.json` serves it.
 
-The file in the repository (`openapi/openapi.json`) refers to the JSON Schemas in
+The file in the repository (`schemas/openapi/openapi.json`) refers to the JSON Schemas in
 `schemas/` with relative `$ref`s, so each schema has one source of truth. The served
 copy inlines them: tools that load the document over HTTP then need nothing else.
 
@@ -19,9 +19,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .paths import ROOT
+from .paths import SCHEMAS_DIR
 
-OPENAPI_FILE = ROOT / "openapi" / "openapi.json"
+OPENAPI_FILE = SCHEMAS_DIR / "openapi" / "openapi.json"
 
 
 def load_document(path: Path = OPENAPI_FILE) -> dict[str, Any]:

@@ -235,3 +235,12 @@ async def test_unpaginated_filtered_listing(api, couch, master):
     # Other parameters do not filter, even one that switches filtering on by its prefix.
     unfiltered = await listed(api, master, paginate="false", other="x", has_keyboard="x")
     assert len(unfiltered.data) == 120
+
+
+async def test_a_huge_page_size_with_filters_reads_bounded_slices(api, couch, master):
+    await bulk_write(couch, master.db, [trunk(f"h-{n}", n=n) for n in range(5)])
+    reply = await listed(api, master, filter_n='["not","a","number"]', page_size="9" * 20)
+    assert reply.data == []
+    reply = await listed(api, master, has_key="n", page_size="9" * 20)
+    assert reply.data == ["h-4", "h-3", "h-2", "h-1", "h-0"]
+    assert "next_start_key" not in reply.body
