@@ -2,7 +2,7 @@
 
 The account doc (id = account id) lives in the account's own database
 `account/xx/yy/rest`, with a copy in the `accounts` database that the lookups
-(`_design/accounts`) index.
+(`_design/connectivity_accounts`) index.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from .kazoo_ids import account_db, encoded_account_db, new_id, now_gregorian
 Json = dict[str, Any]
 
 ACCOUNTS_DB = "accounts"
+# Named apart from KAZOO's own `_design/accounts`, which a replicated `accounts` database
+# brings along: neither side overwrites the other's views.
+ACCOUNTS_DDOC = "connectivity_accounts"
 SYSTEM_AUTH_DB = "system_auth"
 # Our own: one doc per claimed realm (id = lower-cased realm), so that two concurrent
 # creations with the same realm cannot both win. KAZOO only checks a view (racy).
@@ -115,11 +118,11 @@ class AccountStore:
 
     async def _lookup(self, view: str, key: str) -> list[Json]:
         try:
-            result = await self.client.view(ACCOUNTS_DB, "accounts", view, key=key, limit=10)
+            result = await self.client.view(ACCOUNTS_DB, ACCOUNTS_DDOC, view, key=key, limit=10)
         except (DocumentNotFound, DatabaseNotFound):
             # First use on a fresh CouchDB, or CouchDB was down at start-up.
             await self.ensure_system_databases()
-            result = await self.client.view(ACCOUNTS_DB, "accounts", view, key=key, limit=10)
+            result = await self.client.view(ACCOUNTS_DB, ACCOUNTS_DDOC, view, key=key, limit=10)
         return list(result.get("rows", []))
 
     async def create(self, name: str, realm: str | None, parent_id: str | None) -> NewAccount:
@@ -229,7 +232,7 @@ class AccountStore:
     async def _view_range(self, view: str, account_id: str, *, limit: int) -> list[Json]:
         result = await self.client.view(
             ACCOUNTS_DB,
-            "accounts",
+            ACCOUNTS_DDOC,
             view,
             reduce=False,
             startkey=[account_id],

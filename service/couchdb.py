@@ -20,6 +20,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import aiohttp
 import yarl
 
+from . import fast_json
+
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
@@ -171,7 +173,7 @@ class CouchClient:
         data = None
         headers = None
         if body is not None:
-            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            data = fast_json.dumps(body)
             headers = {"Content-Type": "application/json"}
         attempts = {"sent": 0}
         try:
@@ -376,7 +378,7 @@ def _decode(raw: bytes) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return fast_json.loads(raw)
     except ValueError:
         return {"error": "not_json", "reason": raw[:200].decode("utf-8", "replace")}
 

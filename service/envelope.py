@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, fast_json
 from .context import RequestContext, is_true
 from .errors import KazooError
 
@@ -75,19 +75,15 @@ def render(ctx: RequestContext | None, body: Json, status: int) -> web.Response:
         is_true(ctx.req_value("pretty_print"))
         or is_true(ctx.request.headers.get("X-Pretty-Print", ""))
     )
-    text = json.dumps(
-        body,
-        ensure_ascii=False,
-        indent=2 if pretty else None,
-        separators=None if pretty else (",", ":"),
-    )
+    if pretty:
+        raw = json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8")
+    else:
+        raw = fast_json.dumps(body)
     jsonp = ctx.query.get("jsonp") if ctx is not None else None
     if jsonp:
         # KAZOO keeps application/json even when wrapping (§3.1).
-        text = f"{jsonp}({text});"
-    return web.Response(
-        status=status, body=text.encode("utf-8"), content_type="application/json", charset="utf-8"
-    )
+        raw = f"{jsonp}(".encode() + raw + b");"
+    return web.Response(status=status, body=raw, content_type="application/json", charset="utf-8")
 
 
 def wants_cors(request: web.Request) -> bool:

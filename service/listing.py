@@ -20,6 +20,10 @@ UNPAGINATED_CHUNK = 51
 # (a slice never needs to be as large as a huge `page_size`).
 FILTERED_SLICE = 50
 FILTERED_SLICE_MAX = 1000
+# Apache CouchDB refuses a view `limit` above `[query_server_config] query_limit`
+# (default 268435456) with 400 query_parse_error. KAZOO sets no maximum page size (§9),
+# so a larger one reads as "all rows", which no account comes near.
+LARGEST_PAGE_SIZE = 268_435_456 - 1
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def _page_size(ctx: RequestContext, default: int) -> int | None:
         raise errors.faulty_request("invalid page size") from None
     if size < 1:
         raise errors.faulty_request("page size must be at least 1")
-    return size
+    return min(size, LARGEST_PAGE_SIZE)
 
 
 ViewInstaller = Callable[[], Any]

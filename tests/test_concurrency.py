@@ -198,7 +198,7 @@ async def test_concurrent_account_creation_with_one_realm(couch_url):
     assert len(winners) == 1
     assert all(isinstance(r, RealmTaken) for r in results if r is not winners[0])
     async with CouchClient(couch_url) as client:
-        rows = await client.view("accounts", "accounts", "listing_by_realm", key=realm)
+        rows = await client.view("accounts", "connectivity_accounts", "listing_by_realm", key=realm)
     assert [row["id"] for row in rows["rows"]] == [winners[0].doc["_id"]]
 
 

@@ -106,6 +106,18 @@ async def test_page_size_errors(api, master):
     }
 
 
+async def test_page_size_beyond_couchdbs_view_limit_lists_everything(api, master):
+    # KAZOO has no maximum page size (§9); Apache CouchDB refuses a view limit above
+    # 268435456, which must not surface as a datastore fault.
+    ids = await _fill(api, master, 3)
+    huge = str(10**30)
+    reply = await call(api, "GET", master.url(), token=master.token, params={"page_size": huge})
+    assert reply.status == 200, reply.text
+    assert reply.data == sorted(ids, reverse=True)
+    assert reply.body["page_size"] == 3
+    assert "next_start_key" not in reply.body
+
+
 async def test_missing_design_document_is_reinstalled(api, master, couch):
     ddoc = await couch.get_doc(master.db, "_design/trunkstore")
     await couch.delete_doc(master.db, "_design/trunkstore", ddoc["_rev"])

@@ -119,6 +119,7 @@ async def test_sigterm_drains_requests_in_flight_within_the_grace_period(tmp_pat
         assert line["duration_ms"] >= 500
     text = "\n".join(service.stderr_lines)
     assert "Unclosed" not in text, "the CouchDB session was closed"
+    assert "embedded couchdb exited unexpectedly" not in text, "a planned stop is no crash"
     for secret in (token, account["api_key"], PASSWORD, _admin_password(tmp_path)):
         assert secret not in text
 

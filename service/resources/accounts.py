@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import conditional, errors, listing
-from ..accounts import ACCOUNTS_DB, AccountError, ParentNotFound, RealmTaken
+from ..accounts import ACCOUNTS_DB, ACCOUNTS_DDOC, AccountError, ParentNotFound, RealmTaken
 from ..context import RequestContext, is_true
 from ..couchdb import DocumentConflict
 from ..envelope import render, success_body
@@ -183,7 +183,7 @@ async def _listing(ctx: RequestContext, services: Services, view: str) -> web.St
         await services.accounts.ensure_system_databases()
 
     page = await listing.read_page(
-        services.client, ACCOUNTS_DB, "accounts", view, request, install_views=install_views
+        services.client, ACCOUNTS_DB, ACCOUNTS_DDOC, view, request, install_views=install_views
     )
     body = success_body(ctx, [row["id"] for row in page.rows])
     body.update(listing.paging_envelope(request, page))
