@@ -41,6 +41,7 @@ FULL_OPS = {
     "PATCH (merge)": (200, 480),
     "DELETE (soft)": (200, 480),
     "list 1 page of 50": (300, 800),
+    "list page vs KAZOO view": (300, 800),
     "list paginate=false": (3, 16),
 }
 

@@ -167,6 +167,7 @@ class Doc:
 @dataclass
 class Stats:
     statuses: Counter[str] = field(default_factory=Counter)
+    errors_by_op: Counter[tuple[str, int]] = field(default_factory=Counter)
     by_op: Counter[str] = field(default_factory=Counter)
     client_errors: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
@@ -208,6 +209,8 @@ class Client:
             return None, None
         self.stats.latencies.append(time.monotonic() - started)
         self.stats.statuses[str(status)] += 1
+        if status >= 400:
+            self.stats.errors_by_op[(op, status)] += 1
         self.stats.by_op[op] += 1
         try:
             return status, json.loads(raw) if raw else None
@@ -467,6 +470,10 @@ def report(minutes, clients_count, elapsed, stats: Stats, events, outcome, servi
         "  errors by status: "
         + (", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "none")
     )
+    by_op = ", ".join(
+        f"{op} {status}: {n}" for (op, status), n in sorted(stats.errors_by_op.items())
+    )
+    print("  errors by operation: " + (by_op or "none"))
     print(
         "  client-side errors: "
         + (", ".join(f"{k}: {v}" for k, v in stats.client_errors.items()) or "none")

@@ -23,7 +23,9 @@ from .runner import OpFn
 
 Json = dict[str, Any]
 
-LISTING_VIEW = "_design/trunkstore/_view/crossbar_listing"
+# The view the service lists from, and KAZOO's, whose rows also carry {name, servers}.
+LISTING_VIEW = "_design/connectivity/_view/listing"
+KAZOO_LISTING_VIEW = "_design/trunkstore/_view/crossbar_listing"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -241,14 +243,21 @@ def soft_delete(client: Client, fx: Fixture) -> Pairing:
     return Pairing("DELETE (soft)", api, raw)
 
 
-def view_url(client: Client, account: AccountRef, query: str) -> str:
-    return f"{client.couch_base}/{quote_db(account.db)}/{LISTING_VIEW}?{query}"
+def view_url(client: Client, account: AccountRef, query: str, view: str = LISTING_VIEW) -> str:
+    return f"{client.couch_base}/{quote_db(account.db)}/{view}?{query}"
 
 
-def list_page(client: Client, fx: Fixture, account: AccountRef | None = None) -> Pairing:
+def list_page(
+    client: Client,
+    fx: Fixture,
+    account: AccountRef | None = None,
+    *,
+    view: str = LISTING_VIEW,
+    name: str = "list 1 page of 50",
+) -> Pairing:
     account = account or fx.main
     token = fx.tokens[account.id]
-    url = view_url(client, account, "reduce=false&descending=true&limit=51")
+    url = view_url(client, account, "reduce=false&descending=true&limit=51", view)
 
     async def api(_index: int, _worker: int) -> None:
         await client.api("GET", connectivity_path(account), token, 200)
@@ -256,7 +265,12 @@ def list_page(client: Client, fx: Fixture, account: AccountRef | None = None) ->
     async def raw(_index: int, _worker: int) -> None:
         await client.couch("GET", url, 200)
 
-    return Pairing("list 1 page of 50", api, raw)
+    return Pairing(name, api, raw)
+
+
+def list_page_vs_kazoo_view(client: Client, fx: Fixture) -> Pairing:
+    """The same API listing, next to the query KAZOO itself would run for it."""
+    return list_page(client, fx, view=KAZOO_LISTING_VIEW, name="list page vs KAZOO view")
 
 
 def list_everything(client: Client, fx: Fixture) -> Pairing:
@@ -280,6 +294,7 @@ def pairings(client: Client, fx: Fixture, concurrency: int) -> list[Pairing]:
         patch_merge(client, fx, concurrency),
         soft_delete(client, fx),
         list_page(client, fx),
+        list_page_vs_kazoo_view(client, fx),
         list_everything(client, fx),
     ]
 

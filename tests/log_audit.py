@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from service.auth import SIGNING_KEY_DB, SIGNING_KEY_ID
-from service.couchdb import CouchClient, DocumentNotFound, quote_db
+from service.couchdb import CouchClient, DatabaseNotFound, DocumentNotFound, quote_db
 from service.logs import JsonFormatter
 
 Json = dict[str, Any]
@@ -89,8 +89,8 @@ async def secrets_used(couch_url: str) -> set[str]:
         try:
             key = await client.get_doc(SIGNING_KEY_DB, SIGNING_KEY_ID)
             found.add(str(key.get("pvt_secret", "")))
-        except DocumentNotFound:
-            pass
+        except (DocumentNotFound, DatabaseNotFound):
+            pass  # no token was ever issued in this session
     return {secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH}
 
 
