@@ -17,7 +17,7 @@ from typing import Any
 
 from . import errors
 from .accounts import AccountStore
-from .couchdb import CouchClient, DatabaseNotFound, DocumentNotFound
+from .couchdb import CouchClient, CouchError, DatabaseNotFound, DocumentNotFound
 from .design_docs import ensure_design_docs
 from .dids import (
     as_validation_errors,
@@ -120,6 +120,9 @@ class DidGuard:
         account_id = account_id_from_db(db)
         if account_id is None or (not added and not removed):
             return
+        added, removed = await self._with_number_docs(added), await self._with_number_docs(removed)
+        if not added and not removed:
+            return
         parties = Parties(self.accounts)
         doc_id = (after or before or {}).get("_id")
         where = {"account_id": account_id, "connectivity_id": doc_id}
@@ -138,3 +141,18 @@ class DidGuard:
                 await self.usage.release(e164, TRUNKSTORE, usable, where=where)
 
         await asyncio.gather(*(assign(n) for n in added), *(release(n) for n in removed))
+
+    async def _with_number_docs(self, numbers: list[str]) -> list[str]:
+        """The numbers that have a number doc, read one request per number database.
+
+        Most DIDs of a big trunk usually have no number doc at all; skipping them here
+        saves one CouchDB read per DID. If the batch read fails, every number is kept
+        and the per-number path (with its retry and log) decides.
+        """
+        if len(numbers) <= 1:
+            return numbers
+        try:
+            existing = await self.usage.store.get_many(numbers)
+        except CouchError:
+            return numbers
+        return [number for number in numbers if number in existing]
