@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.message
+import email.parser
+import email.policy
 import json
 import logging
 import re
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,8 +25,10 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 import pytest_asyncio
+from conftest import APACHE_COUCH_URL, requires_apache_couch
 from yarl import URL
 
+from service.couchdb import split_credentials
 from service.embedded import EmbeddedCouch, EmbeddedCouchError, EmbeddedOptions
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -29,6 +36,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 USER = "admin"
 PASSWORD = "s3cret-Pa55"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+Json = dict[str, Any]
 ACCOUNT_DB = "account/ab/cd/ef0123456789abcdef0123456789ab"
 NUMBERS_DB = "numbers/+1415"
 
@@ -391,3 +399,254 @@ async def test_url_before_start_is_an_error() -> None:
     with pytest.raises(EmbeddedCouchError):
         _ = server.url
     assert not server.running
+
+
+# --- reading by revision: open_revs and _bulk_get, as Apache CouchDB's replicator does ---
+
+
+@dataclass
+class Part:
+    """One part of a multipart answer; `nested` holds a multipart/related part's parts."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    nested: list[Part]
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[Part]:
+    """Parts of a multipart body, by the standard library's MIME parser (aiohttp's reader
+    mis-reads a nested part followed at once by the outer boundary, which CouchDB sends)."""
+    raw = b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
+    assert message.is_multipart()
+    return [as_part(sub) for sub in message.get_payload()]
+
+
+def as_part(message: email.message.Message) -> Part:
+    assert not message.defects, message.defects
+    headers = dict(message.items())
+    if message.is_multipart():
+        return Part(headers, b"", [as_part(sub) for sub in message.get_payload()])
+    return Part(headers, message.get_payload(decode=True), [])
+
+
+async def get_multipart(http: aiohttp.ClientSession, target: URL) -> list[Part]:
+    async with http.get(target, headers={"Accept": "multipart/mixed"}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.content_type == "multipart/mixed"
+        assert re.search(r'boundary="[^"]+"', resp.headers["Content-Type"])
+        return parse_multipart(resp.headers["Content-Type"], await resp.read())
+
+
+async def get_json_list(http: aiohttp.ClientSession, target: URL) -> list[Json]:
+    async with http.get(target, headers={"Accept": "application/json"}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.content_type == "application/json"
+        body: list[Json] = await resp.json()
+        return body
+
+
+# Loses to any other revision 3 (CouchDB's tie-break is the higher hash), so the
+# leaf with the attachment wins and comes first in open_revs=all answers.
+CONFLICT_HASH = "0" * 32
+
+
+async def trunk_with_history(http: aiohttp.ClientSession, base: str, db: str) -> list[str]:
+    """`trunk`: rev 1, rev 2, rev 3 adding `notes.txt`, and a conflicting `3-000…` branch
+    off rev 2 written as replication writes it. Returns [rev1, rev2, rev3, conflict]."""
+    first = await put_doc(http, base, db, "trunk", {"pvt_type": "sys_info", "name": "v1"})
+    second = await put_doc(
+        http, base, db, "trunk", {"_rev": first, "pvt_type": "sys_info", "name": "v2"}
+    )
+    attachment = url(base, db, "trunk", "notes.txt", rev=second)
+    async with http.put(
+        attachment, data=b"hello trunk", headers={"Content-Type": "text/plain"}
+    ) as r:
+        assert r.status == 201, await r.text()
+        third = str((await r.json())["rev"])
+    history = [CONFLICT_HASH, second.split("-")[1], first.split("-")[1]]
+    branch = {"_rev": f"3-{CONFLICT_HASH}", "_revisions": {"start": 3, "ids": history}}
+    async with http.put(
+        url(base, db, "trunk", new_edits="false"),
+        json={**branch, "pvt_type": "sys_info", "name": "conflict"},
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+    return [first, second, third, f"3-{CONFLICT_HASH}"]
+
+
+async def test_open_revs_answers_multipart_mixed_like_couchdb(
+    embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
+) -> None:
+    _, second, third, conflict = await trunk_with_history(http, embedded.url, db)
+    parts = await get_multipart(
+        http, url(embedded.url, db, "trunk", open_revs="all", revs="true", latest="true")
+    )
+    by_type = {part.headers["Content-Type"].split(";")[0]: part for part in parts}
+    # the winner first, then the conflict: a nested part followed by the outer boundary
+    assert list(by_type) == ["multipart/related", "application/json"]
+    # the replicator matches the part's Content-Type exactly: no charset
+    plain = by_type["application/json"]
+    assert plain.headers["Content-Type"] == "application/json"
+    assert plain.json["_rev"] == conflict and plain.json["name"] == "conflict"
+    assert plain.json["_revisions"]["ids"][1] == second.split("-")[1]
+    # the revision with an attachment: its JSON, then the attachment's bytes
+    doc_part, data_part = by_type["multipart/related"].nested
+    doc = doc_part.json
+    assert (doc["_rev"], doc["_revisions"]["start"]) == (third, 3)
+    assert doc["_attachments"]["notes.txt"] == {
+        "content_type": "text/plain",
+        "revpos": 3,
+        "digest": doc["_attachments"]["notes.txt"]["digest"],
+        "length": 11,
+        "follows": True,
+    }
+    assert data_part.body == b"hello trunk"
+    assert data_part.headers["Content-Length"] == "11"
+    assert 'filename="notes.txt"' in data_part.headers["Content-Disposition"]
+    # atts_since naming the revision that added it: a stub, no nested part
+    parts = await get_multipart(
+        http,
+        url(embedded.url, db, "trunk", open_revs=[third], revs="true", atts_since=[third]),
+    )
+    assert [p.headers["Content-Type"] for p in parts] == ["application/json"]
+    assert parts[0].json["_attachments"]["notes.txt"]["stub"] is True
+
+
+async def test_open_revs_reports_missing_revisions(
+    embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
+) -> None:
+    rev = await put_doc(http, embedded.url, db, "doc", {"v": 1})
+    asked = url(embedded.url, db, "doc", open_revs=[rev, "9-" + "0" * 32])
+    parts = await get_multipart(http, asked)
+    assert [p.headers["Content-Type"] for p in parts] == [
+        "application/json",
+        'application/json; error="true"',
+    ]
+    assert parts[0].json["_rev"] == rev
+    assert parts[1].json == {"missing": "9-" + "0" * 32}
+    assert await get_json_list(http, asked) == [
+        {"ok": {"_id": "doc", "_rev": rev, "v": 1}},
+        {"missing": "9-" + "0" * 32},
+    ]
+    never = url(embedded.url, db, "never-written", open_revs=["1-abc"])
+    assert await get_json_list(http, never) == [{"missing": "1-abc"}]
+    status, body = await get_json(http, url(embedded.url, db, "never-written", open_revs="all"))
+    assert (status, body) == (404, {"error": "not_found", "reason": "missing"})
+    status, body = await get_json(http, url(embedded.url, db, "doc", open_revs=["nonsense"]))
+    assert (status, body) == (400, {"error": "bad_request", "reason": "Invalid rev format"})
+
+
+async def test_open_revs_json_when_the_client_asks_for_json(
+    embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
+) -> None:
+    first, _, third, conflict = await trunk_with_history(http, embedded.url, db)
+    # latest: the leaves grown from rev 1 (both branches), not rev 1 itself
+    leaves = await get_json_list(
+        http, url(embedded.url, db, "trunk", open_revs=[first], latest="true")
+    )
+    by_rev = {entry["ok"]["_rev"]: entry["ok"] for entry in leaves}
+    assert set(by_rev) == {conflict, third}
+    stub = by_rev[third]["_attachments"]["notes.txt"]
+    assert (stub["stub"], stub["length"]) == (True, 11)
+    inline = await get_json_list(
+        http, url(embedded.url, db, "trunk", open_revs=[third], attachments="true")
+    )
+    encoded = inline[0]["ok"]["_attachments"]["notes.txt"]["data"]
+    assert base64.b64decode(encoded) == b"hello trunk"
+    # CouchDB reads a request without Accept as */*, which takes multipart
+    async with http.get(
+        url(embedded.url, db, "trunk", open_revs="all"), skip_auto_headers=("Accept",)
+    ) as resp:
+        assert resp.content_type == "multipart/mixed"
+
+
+async def test_bulk_get_answers_each_request_in_its_slot(
+    embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
+) -> None:
+    first, second, third, conflict = await trunk_with_history(http, embedded.url, db)
+    plain = await put_doc(http, embedded.url, db, "plain", {"v": 1})
+    absent = "7-" + "0" * 32
+    requests = [
+        {"id": "trunk", "rev": third},
+        {"id": "plain", "rev": plain},
+        {"id": "trunk", "rev": absent},
+        {"id": "trunk", "rev": second},  # latest: both leaves grown from it
+        {"id": "trunk"},  # no rev: every leaf
+        {"id": "never-written"},
+        {"id": "_illegal"},
+    ]
+    # the flags as Apache's replicator sends them; "false" must stay false
+    query = {"latest": "true", "revs": "true", "attachments": "false"}
+    async with http.post(
+        url(embedded.url, db, "_bulk_get", **query), json={"docs": requests}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        results = (await resp.json())["results"]
+    assert [r["id"] for r in results] == [request["id"] for request in requests]
+    revs = [[entry.get("ok", {}).get("_rev") for entry in r["docs"]] for r in results]
+    assert revs[:2] == [[third], [plain]]
+    assert sorted(revs[3]) == sorted(revs[4]) == sorted([third, conflict])
+    trunk = results[0]["docs"][0]["ok"]
+    assert trunk["_attachments"]["notes.txt"]["stub"] is True
+    assert trunk["_revisions"]["ids"][2] == first.split("-")[1]
+    missing = {"id": "trunk", "rev": absent, "error": "not_found", "reason": "missing"}
+    assert results[2]["docs"] == [{"error": missing}]
+    assert results[5]["docs"][0]["error"]["rev"] == "undefined"
+    assert results[6]["docs"][0]["error"]["error"] == "illegal_docid"
+    async with http.post(url(embedded.url, db, "_bulk_get", rev="1-x"), json={"docs": []}) as resp:
+        assert resp.status == 400
+
+
+TRUNKSTORE_DDOC = {
+    "language": "javascript",
+    "views": {
+        "crossbar_listing": {
+            "map": "function (doc) { if (doc.pvt_type == 'sys_info') { emit(doc._id, null); } }"
+        }
+    },
+}
+
+
+@requires_apache_couch
+async def test_apache_couchdb_pulls_an_account_db_from_embedded(
+    embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
+) -> None:
+    """Apache's replicator reads design docs and docs with attachments with open_revs
+    (multipart/mixed) and the rest with _bulk_get; everything must arrive."""
+    _, _, third, conflict = await trunk_with_history(http, embedded.url, db)
+    await put_doc(http, embedded.url, db, "_design/trunkstore", TRUNKSTORE_DDOC)
+    await put_doc(http, embedded.url, db, "plain", {"pvt_type": "sys_info"})
+    apache_url, authorization = split_credentials(str(APACHE_COUCH_URL))
+    target = f"account/ap/ac/he{secrets.token_hex(14)}"
+    pull = {
+        "source": f"{embedded.credentials_url}/{quote(db, safe='')}",
+        "target": f"{APACHE_COUCH_URL}/{quote(target, safe='')}",
+        "create_target": True,
+    }
+    apache_headers = {"Authorization": authorization or ""}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(headers=apache_headers, timeout=timeout) as apache:
+        try:
+            async with apache.post(url(apache_url, "_replicate"), json=pull) as resp:
+                assert resp.status == 200, await resp.text()
+                report = await resp.json()
+            history = report["history"][0]
+            assert report["ok"] and history["doc_write_failures"] == 0
+            # both paths ran: _bulk_get for plain docs, open_revs for the attachment
+            assert 0 < history["bulk_get_docs"] < history["bulk_get_attempts"]
+            status, rows = await get_json(apache, url(apache_url, target, "_all_docs"))
+            ids = [row["id"] for row in rows["rows"]]
+            assert (status, ids) == (200, ["_design/trunkstore", "plain", "trunk"])
+            status, doc = await get_json(apache, url(apache_url, target, "trunk", conflicts="true"))
+            assert (status, doc["_rev"], doc["_conflicts"]) == (200, third, [conflict])
+            async with apache.get(url(apache_url, target, "trunk", "notes.txt", rev=third)) as r:
+                assert await r.read() == b"hello trunk"
+            listing = view_url(apache_url, target, "trunkstore", "crossbar_listing")
+            status, body = await get_json(apache, listing)
+            assert (status, [row["id"] for row in body["rows"]]) == (200, ["plain", "trunk"])
+        finally:
+            await apache.delete(url(apache_url, target))

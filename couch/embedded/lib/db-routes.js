@@ -5,12 +5,15 @@
 // through to express-pouchdb.
 
 const crypto = require('crypto');
-const { HttpError, sendJson, sendError, badRequest, queryBool, queryJson, queryInt } =
+const { HttpError, sendJson, sendError, notFound, badRequest, queryBool, queryJson, queryInt } =
   require('./http');
 const { readJson, readJsonObject, isPlainObject } = require('./body');
-const { documentId } = require('./resolve');
+const { documentId, checkDocId } = require('./resolve');
 const { validateDesignDoc } = require('./mapreduce');
 const { handleChanges } = require('./changes');
+const { openRevisions, jsonDoc } = require('./open-revs');
+const { accepts, openRevsMultipart } = require('./multipart');
+const { bulkGet } = require('./bulk-get');
 
 const START_TIME = '0';
 const SECURITY_DOC = '_local/_security';
@@ -154,15 +157,44 @@ function getOptions(query) {
   if (query.rev !== undefined) {
     opts.rev = query.rev;
   }
-  if (query.open_revs !== undefined) {
-    opts.open_revs = query.open_revs === 'all' ? 'all' : queryJson(query.open_revs, 'open_revs');
-  }
   return opts;
+}
+
+// GET /{db}/{id}?open_revs=all|[revs]: multipart/mixed for clients that take
+// it (Apache CouchDB's replicator; CouchDB reads a missing Accept as */*),
+// otherwise CouchDB's JSON list of {"ok": doc} / {"missing": rev}.
+async function getOpenRevs(req, res, db, docId) {
+  const { query } = req;
+  const requested = query.open_revs === 'all' ? 'all' : queryJson(query.open_revs, 'open_revs');
+  const attsSince = queryJson(query.atts_since, 'atts_since');
+  const multipart = accepts(req, 'multipart/mixed');
+  const results = await openRevisions(db, docId, requested, {
+    latest: queryBool(query.latest, false),
+    revs: queryBool(query.revs, false),
+    // atts_since implies attachments; multipart always sends them as parts
+    attachments: multipart || queryBool(query.attachments, false) || attsSince !== undefined,
+    attsSince: attsSince === undefined ? null : attsSince,
+  });
+  if (results.length === 0) {
+    throw notFound('missing'); // open_revs=all of a document that never existed
+  }
+  if (!multipart) {
+    return sendJson(res, 200, results.map((result) =>
+      (result.ok ? { ok: jsonDoc(result.ok) } : { missing: result.missing })));
+  }
+  const { contentType, body } = openRevsMultipart(results);
+  res.statusCode = 200;
+  res.setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', body.length);
+  return res.end(req.method === 'HEAD' ? undefined : body);
 }
 
 // WHY: express-pouchdb's GET answered with an Express body-hash ETag; CouchDB
 // (and clients doing conditional requests) use the quoted revision.
 async function getDocument(req, res, db, docId) {
+  if (req.query.open_revs !== undefined) {
+    return getOpenRevs(req, res, db, docId);
+  }
   const doc = await db.get(docId, getOptions(req.query));
   const headers = {};
   if (!Array.isArray(doc) && doc._rev) {
@@ -186,16 +218,6 @@ function requestedRev(req, doc) {
     throw badRequest('Document rev from request body and query string have different values');
   }
   return candidates[0];
-}
-
-function checkDocId(docId) {
-  if (typeof docId !== 'string' || docId === '') {
-    throw new HttpError(400, 'illegal_docid', 'Document id must not be empty');
-  }
-  if (docId[0] === '_' && !/^_(design|local)\/./.test(docId)) {
-    throw new HttpError(400, 'illegal_docid',
-      'Only reserved document ids may start with underscore.');
-  }
 }
 
 async function saveDocument(req, res, db, doc) {
@@ -316,6 +338,8 @@ function databaseRoutes(store, feeds) {
       work = store.open(req.couch.db).then((db) => handleChanges(req, res, db, feeds));
     } else if (rest.length === 1 && head === '_design_docs') {
       work = designDocs(req, res, store);
+    } else if (rest.length === 1 && head === '_bulk_get') {
+      work = bulkGet(req, res, store);
     } else {
       const docId = documentId(rest);
       // multipart/related PUTs (doc + attachments) stay with express-pouchdb

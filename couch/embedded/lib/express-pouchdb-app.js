@@ -1,6 +1,6 @@
 'use strict';
 // The express-pouchdb part of the server: the endpoints we did not rewrite
-// (_all_docs, _bulk_docs, _bulk_get, _revs_diff, attachments, views, _find,
+// (_all_docs, _bulk_docs, _revs_diff, attachments, views, _find,
 // _index, _compact, _view_cleanup, COPY, multipart document PUTs).
 
 const expressPouchDB = require('express-pouchdb');
@@ -13,14 +13,14 @@ const { illegalName } = require('./resolve');
 // Only the parts we use. Left out on purpose: authentication, authorization,
 // security, session and users (replaced by auth.js: one admin, admins only),
 // compression (its gzip buffering starved continuous _changes), changes,
-// replicate, all-dbs, db (partly), uuids, root (replaced), config, fauxton,
-// vhosts, rewrite, show/list/update and validation (unused by the service).
+// bulk-get (replaced by bulk-get.js), replicate, all-dbs, db (partly), uuids,
+// root (replaced), config, fauxton, vhosts, rewrite, show/list/update and
+// validation (unused by the service).
 const PARTS = [
   'routes/db',
   'routes/all-docs',
   'routes/attachments',
   'routes/bulk-docs',
-  'routes/bulk-get',
   'routes/compact',
   'routes/ddoc-info',
   'routes/documents',

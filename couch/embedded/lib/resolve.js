@@ -8,7 +8,7 @@
 // rewrites the URL so that downstream routes see the storage name (see
 // names.js) as a single, "/"-free segment.
 
-const { sendJson } = require('./http');
+const { HttpError, sendJson } = require('./http');
 const names = require('./names');
 
 function illegalName(res, name) {
@@ -77,4 +77,16 @@ function documentId(rest) {
   return null;
 }
 
-module.exports = { resolveDatabase, documentId, illegalName };
+// CouchDB's rules for a document id a client writes or asks for by body
+// (path ids are already split by documentId).
+function checkDocId(docId) {
+  if (typeof docId !== 'string' || docId === '') {
+    throw new HttpError(400, 'illegal_docid', 'Document id must not be empty');
+  }
+  if (docId[0] === '_' && !/^_(design|local)\/./.test(docId)) {
+    throw new HttpError(400, 'illegal_docid',
+      'Only reserved document ids may start with underscore.');
+  }
+}
+
+module.exports = { resolveDatabase, documentId, checkDocId, illegalName };
