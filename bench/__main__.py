@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -17,10 +18,11 @@ from service.couchdb import CouchClient
 
 from . import plan as plans
 from . import procstat, report
+from .ledger import Ledger
 from .runner import Pair, Watched, interleaved
 from .scaling import listing_at_sizes, many_accounts
 from .setup import prepare
-from .stack import running_stack
+from .stack import Stack, running_stack
 from .workloads import Client, Fixture, pairings
 
 _started = time.perf_counter()
@@ -34,8 +36,9 @@ async def main_table(client: Client, fx: Fixture, plan: plans.Plan, watched: Wat
     pairs = []
     for concurrency in plans.CONCURRENCIES:
         for pairing in pairings(client, fx, concurrency):
-            ops = plan.ops_for(pairing.name, concurrency)
-            progress(f"{pairing.name} at concurrency {concurrency}: {plan.repeats} x {ops} ops")
+            runs = plan.runs[pairing.name]
+            ops = runs.ops(concurrency)
+            progress(f"{pairing.name} at concurrency {concurrency}: {runs.repeats} x {ops} ops")
             pairs.append(
                 await interleaved(
                     pairing.name,
@@ -43,9 +46,9 @@ async def main_table(client: Client, fx: Fixture, plan: plans.Plan, watched: Wat
                     pairing.raw,
                     ops=ops,
                     concurrency=concurrency,
-                    repeats=plan.repeats,
+                    repeats=runs.repeats,
                     watched=watched,
-                    warmup=min(plan.warmup, ops),
+                    warmup=runs.warmup_ops(concurrency),
                 )
             )
     return pairs
@@ -53,54 +56,71 @@ async def main_table(client: Client, fx: Fixture, plan: plans.Plan, watched: Wat
 
 async def bench(plan: plans.Plan, work_dir: Path) -> list[str]:
     progress("starting CouchDB and the service")
+    ledger = Ledger()
     async with (
         running_stack(work_dir) as stack,
         CouchClient(stack.couch_url, timeout=120) as couch,
         aiohttp.ClientSession() as session,
     ):
-        watched = Watched(stack.service_pid, stack.couch_pid)
         client = Client(session, stack.service_url, stack.couch_url)
-        notes: dict[str, str] = {}
-        progress(f"loading {plan.main_docs:,} docs")
-        fx = await prepare(couch, client, plan, notes)
-        pairs = await main_table(client, fx, plan, watched)
-        peak_after_main = procstat.peak_rss_mb(stack.service_pid)
-        sizes = await listing_at_sizes(couch, client, fx, plan, watched, progress)
-        accounts = await many_accounts(couch, client, plan, watched, progress)
-        peak = procstat.peak_rss_mb(stack.service_pid)
-        lines = [
-            f"kazoo-connectivity benchmark{' (QUICK)' if plan.quick else ''}: "
-            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"CouchDB: {stack.couch_kind}",
-            *(f"{key}: {value}" for key, value in notes.items()),
-            "",
-            f"Each API operation next to the raw CouchDB operation it wraps "
-            f"({plan.main_docs:,} docs in the listed account)",
-            *report.pair_table(pairs),
-            *report.LEGEND,
-            "",
-            "Listing as the account grows",
-            *report.scaling_table(sizes),
-            "",
-            "Many accounts",
-            *report.accounts_section(accounts),
-            "",
-            f"service memory: peak RSS {peak:.0f} MB "
-            f"({peak_after_main:.0f} MB after the main table)",
-            "",
-            "Targets",
-            *(v.line() for v in report.verdicts(pairs, peak)),
-        ]
-        return lines
+        try:
+            return await measure(plan, stack, couch, client, ledger)
+        finally:
+            if stack.couch_pid is None:
+                progress(f"removing the {len(ledger.accounts):,} accounts it created")
+                await ledger.remove_all(couch)
+
+
+async def measure(
+    plan: plans.Plan, stack: Stack, couch: CouchClient, client: Client, ledger: Ledger
+) -> list[str]:
+    watched = Watched(stack.service_pid, stack.couch_pid)
+    notes: dict[str, str] = {}
+    progress(f"loading {plan.main_docs:,} docs")
+    fx = await prepare(couch, client, ledger, plan, notes)
+    pairs = await main_table(client, fx, plan, watched)
+    peak_after_main = procstat.peak_rss_mb(stack.service_pid)
+    sizes = await listing_at_sizes(couch, client, ledger, fx, plan, watched, progress)
+    accounts = await many_accounts(couch, client, ledger, plan, watched, progress)
+    peak = procstat.peak_rss_mb(stack.service_pid)
+    return [
+        f"kazoo-connectivity benchmark{' (QUICK)' if plan.quick else ''}: "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"CouchDB: {stack.couch_kind}",
+        *(f"{key}: {value}" for key, value in notes.items()),
+        "",
+        f"Each API operation next to the raw CouchDB operation it wraps "
+        f"({plan.main_docs:,} docs in the listed account)",
+        *report.pair_table(pairs),
+        *report.LEGEND,
+        "",
+        "Listing as the account grows",
+        *report.scaling_table(sizes),
+        "",
+        "Many accounts",
+        *report.accounts_section(accounts),
+        "",
+        f"service memory: peak RSS {peak:.0f} MB ({peak_after_main:.0f} MB after the main table)",
+        "",
+        "Targets",
+        *(v.line() for v in report.verdicts(pairs, peak)),
+    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a shorter run (make bench QUICK=1)")
     args = parser.parse_args()
+    # `kill` and `timeout` send SIGTERM: stop as Ctrl-C does, so that the service and the
+    # CouchDB this run started are stopped with it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     plan = plans.quick() if args.quick else plans.full()
-    with tempfile.TemporaryDirectory(prefix="connectivity-bench-") as tmp:
-        lines = asyncio.run(bench(plan, Path(tmp)))
+    try:
+        with tempfile.TemporaryDirectory(prefix="connectivity-bench-") as tmp:
+            lines = asyncio.run(bench(plan, Path(tmp)))
+    except KeyboardInterrupt:
+        progress("interrupted; the service and CouchDB it started are stopped")
+        return 130
     progress("done")
     print("\n".join(lines))
     return 0

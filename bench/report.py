@@ -62,7 +62,10 @@ def scaling_table(rows: list[ListingAtSize]) -> list[str]:
             f"{first.api.p50_ms:>13.2f}{first.raw.p50_ms:>7.2f}{first.added_p50_ms:>+7.2f} |"
             f"{middle.api.p50_ms:>13.2f}{middle.raw.p50_ms:>7.2f}{middle.added_p50_ms:>+7.2f}"
         )
-    lines.append("p50 in ms at concurrency 1; load = _bulk_docs; index = first view query")
+    lines.append(
+        "p50 in ms at concurrency 1; load = _bulk_docs; index = first view query; the accounts"
+    )
+    lines.append("other than the main one hold one-server trunks without DIDs (size is measured)")
     return lines
 
 

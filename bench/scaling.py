@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from service.accounts import AccountStore
 from service.couchdb import CouchClient
 from service.start_keys import encode_start_key
 
 from . import procstat
-from .data import AccountRef, public_doc, stored_doc
+from .data import AccountRef, public_doc, small_public_doc, stored_doc
+from .ledger import Ledger, bounded
 from .plan import CONCURRENCIES, Plan
 from .runner import Pair, Watched, interleaved
-from .setup import SEED, build_index, fill, new_account
+from .setup import SEED, account_ref, build_index, fill, new_account
 from .workloads import Client, Fixture, Pairing, connectivity_path, list_page, view_url
-
-T = TypeVar("T")
-SCALING_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +49,7 @@ def middle_page(client: Client, account: AccountRef, token: str, ids: list[str])
 async def listing_at_sizes(
     couch: CouchClient,
     client: Client,
+    ledger: Ledger,
     fx: Fixture,
     plan: Plan,
     watched: Watched,
@@ -67,10 +64,10 @@ async def listing_at_sizes(
             account, ids = fx.main, fx.main_ids
         else:
             progress(f"loading an account with {size:,} docs")
-            account, token = await new_account(store, client, f"Bench {size}")
+            account, token = await new_account(store, client, ledger, f"Bench {size}")
             fx.tokens[account.id] = token
             started = time.perf_counter()
-            ids, _ = await fill(couch, account, size, rng)
+            ids, _ = await fill(couch, account, size, rng, small_public_doc)
             load_seconds = time.perf_counter() - started
             index_seconds = await build_index(client, account)
         token = fx.tokens[account.id]
@@ -84,7 +81,7 @@ async def listing_at_sizes(
                     pairing.raw,
                     ops=plan.scaling_ops,
                     concurrency=1,
-                    repeats=SCALING_REPEATS,
+                    repeats=plan.scaling_repeats,
                     watched=watched,
                     warmup=5,
                 )
@@ -105,16 +102,6 @@ class ManyAccounts:
     service_rss_mb: float
 
 
-async def bounded(items: list[T], work: Callable[[T], Awaitable[None]], at_once: int = 8) -> None:
-    queue = list(reversed(items))
-
-    async def worker() -> None:
-        while queue:
-            await work(queue.pop())
-
-    await asyncio.gather(*(worker() for _ in range(at_once)))
-
-
 async def _timed_ms(call: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await call()
@@ -124,20 +111,20 @@ async def _timed_ms(call: Callable[[], Awaitable[object]]) -> float:
 async def many_accounts(
     couch: CouchClient,
     client: Client,
+    ledger: Ledger,
     plan: Plan,
     watched: Watched,
     progress: Callable[[str], None],
 ) -> ManyAccounts:
     rng = random.Random(SEED + 2)
     store = AccountStore(couch)
-    reseller, token = await new_account(store, client, "Bench reseller")
+    reseller, token = await new_account(store, client, ledger, "Bench reseller")
     progress(f"creating {plan.accounts:,} accounts under one reseller")
     children: list[tuple[AccountRef, str]] = []
 
     async def create(index: int) -> None:
         created = await store.create(f"Customer {index}", None, reseller.id)
-        doc = created.doc
-        account = AccountRef(doc["_id"], doc["pvt_account_db"].replace("%2F", "/"), doc["realm"])
+        account = ledger.add(account_ref(created.doc))
         stored = stored_doc(public_doc(rng, account.realm), account)
         await couch.put_doc(account.db, stored)
         children.append((account, stored["_id"]))
@@ -174,7 +161,7 @@ async def many_accounts(
 
     pairs = []
     for concurrency in CONCURRENCIES:
-        ops = plan.ops_for("GET one doc", concurrency)
+        ops = plan.runs["GET one doc"].ops(concurrency)
         pairs.append(
             await interleaved(
                 f"GET one doc, {plan.accounts:,} accounts",
@@ -182,7 +169,7 @@ async def many_accounts(
                 raw,
                 ops=ops,
                 concurrency=concurrency,
-                repeats=SCALING_REPEATS,
+                repeats=plan.scaling_repeats,
                 watched=watched,
             )
         )

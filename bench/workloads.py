@@ -26,6 +26,8 @@ Json = dict[str, Any]
 # The view the service lists from, and KAZOO's, whose rows also carry {name, servers}.
 LISTING_VIEW = "_design/connectivity/_view/listing"
 KAZOO_LISTING_VIEW = "_design/trunkstore/_view/crossbar_listing"
+# Every API write looks its DIDs up here first (service/did_guard.py).
+DID_VIEW = "_design/trunkstore/_view/lookup_did"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -58,7 +60,7 @@ class Client:
         async with self.session.request(method, url, data=body, headers=headers) as resp:
             raw = await resp.read()
             if resp.status != expect:
-                raise UnexpectedAnswer(f"{method} {url}: {resp.status} {raw[:300]!r}")
+                raise UnexpectedAnswer(f"{method} {url}: {resp.status} {raw[-600:]!r}")
             return raw
 
     def api_headers(self, token: str) -> dict[str, str]:
@@ -105,6 +107,27 @@ class Pool:
 
 
 @dataclass
+class BodyPool:
+    """Trunks with DIDs nobody uses yet, each handed out once: a DID may be in only one
+    trunk of an account (service/did_guard.py), so every PUT and POST brings new ones —
+    the raw side's POSTs too, or a later API PATCH of the same doc would find duplicates.
+    """
+
+    public_docs: list[Json]
+    cursor: int = 0
+
+    def take(self) -> Json:
+        if self.cursor >= len(self.public_docs):
+            raise UnexpectedAnswer("the benchmark ran out of prepared request bodies")
+        doc = self.public_docs[self.cursor]
+        self.cursor += 1
+        return doc
+
+    def take_encoded(self) -> bytes:
+        return encode({"data": self.take()})
+
+
+@dataclass
 class Fixture:
     """What the operations work on; built by the set-up."""
 
@@ -113,7 +136,8 @@ class Fixture:
     writes: AccountRef  # the account PUT, POST, PATCH and DELETE write to
     update_ids: list[str]  # POST/PATCH targets; a multiple of the highest concurrency
     delete_pool: Pool
-    bodies: list[Json]  # public docs for PUT and POST
+    bodies: list[Json]  # public docs for the raw side of PUT
+    fresh_bodies: BodyPool  # for the API's PUT and POST, and the raw side's POST
     tokens: dict[str, str]  # account id -> token
 
 
@@ -126,6 +150,20 @@ class Pairing:
 
 def connectivity_path(account: AccountRef, suffix: str = "") -> str:
     return f"/v2/accounts/{account.id}/connectivity{suffix}"
+
+
+def floor(client: Client) -> Pairing:
+    """The least any request through the service costs: its heartbeat asks CouchDB one
+    question (`GET /_up`) through the same client, middlewares and access log as the API,
+    without the pipeline (tokens, accounts, KAZOO's envelope)."""
+
+    async def api(_index: int, _worker: int) -> None:
+        await client.fetch("GET", client.service_url + "/__heartbeat__", {}, 200)
+
+    async def raw(_index: int, _worker: int) -> None:
+        await client.couch("GET", client.couch_base + "/_up", 200)
+
+    return Pairing("floor: /__heartbeat__", api, raw)
 
 
 def get_one(client: Client, fx: Fixture) -> Pairing:
@@ -143,12 +181,11 @@ def get_one(client: Client, fx: Fixture) -> Pairing:
 
 
 def put_new(client: Client, fx: Fixture) -> Pairing:
-    api_bodies = [encode({"data": body}) for body in fx.bodies]
     # The raw side stores what the service would store; only the id differs per call.
     raw_bodies = [encode(stored_like(body, fx.writes)) for body in fx.bodies]
 
-    async def api(index: int, _worker: int) -> None:
-        body = api_bodies[index % len(api_bodies)]
+    async def api(_index: int, _worker: int) -> None:
+        body = fx.fresh_bodies.take_encoded()
         await client.api("PUT", connectivity_path(fx.writes), fx.tokens[fx.writes.id], 201, body)
 
     async def raw(index: int, _worker: int) -> None:
@@ -190,20 +227,20 @@ class _Rotation:
 
 
 def post_replace(client: Client, fx: Fixture, concurrency: int) -> Pairing:
-    bodies = [encode({"data": body}) for body in fx.bodies]
     api_turns, raw_turns = (
         _Rotation(fx.update_ids, concurrency),
         _Rotation(fx.update_ids, concurrency),
     )
 
-    async def api(index: int, worker: int) -> None:
+    async def api(_index: int, worker: int) -> None:
         path = connectivity_path(fx.writes, "/" + api_turns.next(worker))
-        await client.api("POST", path, fx.tokens[fx.writes.id], 200, bodies[index % len(bodies)])
+        body = fx.fresh_bodies.take_encoded()
+        await client.api("POST", path, fx.tokens[fx.writes.id], 200, body)
 
-    async def raw(index: int, worker: int) -> None:
+    async def raw(_index: int, worker: int) -> None:
         stored = await client.couch_get_doc(fx.writes.db, raw_turns.next(worker))
         private = {k: v for k, v in stored.items() if k.startswith(("_", "pvt_"))}
-        doc = {**fx.bodies[index % len(fx.bodies)], **private, "pvt_modified": now_gregorian()}
+        doc = {**fx.fresh_bodies.take(), **private, "pvt_modified": now_gregorian()}
         await client.couch_put_doc(fx.writes.db, doc)
 
     return Pairing("POST (replace)", api, raw)
@@ -288,6 +325,7 @@ def list_everything(client: Client, fx: Fixture) -> Pairing:
 
 def pairings(client: Client, fx: Fixture, concurrency: int) -> list[Pairing]:
     return [
+        floor(client),
         get_one(client, fx),
         put_new(client, fx),
         post_replace(client, fx, concurrency),
