@@ -57,7 +57,6 @@ def _runs(quick: bool) -> dict[str, Runs]:
         "PATCH (merge)": Runs(40 // scale, 64, 3, 8),
         "DELETE (soft)": Runs(40 // scale, 64, 3, 8),
         "list 1 page of 50": Runs(300 // scale, 400 // scale, repeats, warmup),
-        "list page vs KAZOO view": Runs(300 // scale, 400 // scale, repeats, warmup),
         "list paginate=false": Runs(3, 16, 1 if quick else 3, 0),
     }
 

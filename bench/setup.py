@@ -24,7 +24,6 @@ from .ledger import Ledger
 from .plan import Plan
 from .workloads import (
     DID_VIEW,
-    KAZOO_LISTING_VIEW,
     LISTING_VIEW,
     BodyPool,
     Client,
@@ -126,9 +125,7 @@ async def prepare(
         tokens={main.id: main_token, writes.id: writes_token},
     )
     notes["first listing query, 10k docs (index build)"] = (
-        f"connectivity/listing {await build_index(client, main):.2f} s, "
-        f"KAZOO's trunkstore/crossbar_listing "
-        f"{await build_index(client, main, KAZOO_LISTING_VIEW):.2f} s"
+        f"trunkstore/crossbar_listing {await build_index(client, main):.2f} s"
     )
     await sanity_check(client, fixture, first_loaded, plan.main_docs)
     return fixture

@@ -24,8 +24,8 @@ from .runner import OpFn
 Json = dict[str, Any]
 
 # The view the service lists from, and KAZOO's, whose rows also carry {name, servers}.
-LISTING_VIEW = "_design/connectivity/_view/listing"
-KAZOO_LISTING_VIEW = "_design/trunkstore/_view/crossbar_listing"
+# The view the service itself reads for a listing (KAZOO's own).
+LISTING_VIEW = "_design/trunkstore/_view/crossbar_listing"
 # Every API write looks its DIDs up here first (service/did_guard.py).
 DID_VIEW = "_design/trunkstore/_view/lookup_did"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -305,9 +305,6 @@ def list_page(
     return Pairing(name, api, raw)
 
 
-def list_page_vs_kazoo_view(client: Client, fx: Fixture) -> Pairing:
-    """The same API listing, next to the query KAZOO itself would run for it."""
-    return list_page(client, fx, view=KAZOO_LISTING_VIEW, name="list page vs KAZOO view")
 
 
 def list_everything(client: Client, fx: Fixture) -> Pairing:
@@ -332,7 +329,6 @@ def pairings(client: Client, fx: Fixture, concurrency: int) -> list[Pairing]:
         patch_merge(client, fx, concurrency),
         soft_delete(client, fx),
         list_page(client, fx),
-        list_page_vs_kazoo_view(client, fx),
         list_everything(client, fx),
     ]
 

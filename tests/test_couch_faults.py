@@ -209,7 +209,7 @@ async def test_cut_during_an_update_leaves_old_or_new_never_a_mix(faulty, proxy,
 @pytest.mark.parametrize("action", ["cut_request", "cut_response"])
 async def test_cut_during_a_view_query(faulty, proxy, master, action):
     ids = {(await _create(faulty, master))["data"]["id"] for _ in range(2)}
-    proxy.inject(action, path_contains="/_design/connectivity/_view/listing", times=2)
+    proxy.inject(action, path_contains="/_design/trunkstore/_view/crossbar_listing", times=2)
     reply = await call(faulty, "GET", master.url(), token=master.token)
     assert_kazoo_error(reply, 503, "datastore_unreachable")
     listing = await call(faulty, "GET", master.url(), token=master.token)
@@ -268,7 +268,8 @@ async def test_couchdb_answering_5xx(faulty, proxy, couch, master, caplog, statu
     assert_kazoo_error(reply, 503, "datastore_unreachable")
     await _assert_absent(faulty, couch, master, new)
 
-    proxy.inject("respond", path_contains="/_design/connectivity/_view/listing", status=status)
+    listing_view = "/_design/trunkstore/_view/crossbar_listing"
+    proxy.inject("respond", path_contains=listing_view, status=status)
     reply = await call(faulty, "GET", master.url(), token=master.token)
     assert_kazoo_error(reply, 503, "datastore_unreachable")
 

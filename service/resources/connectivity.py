@@ -73,11 +73,9 @@ async def _summary(ctx: RequestContext, services: Services) -> web.StreamRespons
     async def install_views() -> None:
         await ensure_design_docs(services.client, db, "account")
 
-    # `connectivity/listing` has the rows of KAZOO's `trunkstore/crossbar_listing` (same
-    # condition, key = id) without its `{name, servers}` values, which a listing never
-    # shows: a page is ~4 kB instead of ~100 kB to send and decode (issue #8).
+    # KAZOO's own view (cb_connectivity:summary/1), so KAZOO and we list the same rows.
     page = await listing.read_page(
-        services.client, db, "connectivity", "listing", request, install_views=install_views
+        services.client, db, "trunkstore", "crossbar_listing", request, install_views=install_views
     )
     body = success_body(ctx, [row["id"] for row in page.rows])
     body.update(listing.paging_envelope(request, page))
