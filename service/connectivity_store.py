@@ -210,11 +210,11 @@ class ConnectivityStore:
         self, db: str, doc: Json, ctx: WriteContext, before: Json | None
     ) -> Saved:
         """A validated PUT/POST/PATCH: DIDs checked (400/403), saved, then DIDs assigned."""
-        if self.dids is not None:
-            await self.dids.check(db, doc, ctx)
+        if self.dids is None:
+            return await self._save(db, doc)
+        number_docs = await self.dids.check(db, doc, ctx)
         saved = await self._save(db, doc)
-        if self.dids is not None:
-            await self.dids.track(db, before, saved.doc)
+        await self.dids.track(db, before, saved.doc, known=number_docs)
         return saved
 
     async def _save(self, db: str, doc: Json) -> Saved:

@@ -51,11 +51,18 @@ class DidGuard:
 
     # -- before the save ---------------------------------------------------------------
 
-    async def check(self, db: str, doc: Json, ctx: WriteContext) -> None:
-        """400 for a duplicate DID, then 403 for numbers the caller may not use."""
+    async def check(self, db: str, doc: Json, ctx: WriteContext) -> dict[str, Json]:
+        """400 for a duplicate DID, then 403 for numbers the caller may not use.
+
+        Returns the number docs it read (E.164 -> doc), so that `track` after the save
+        need not read them again.
+        """
         await self.check_unique(db, doc)
+        numbers = numbers_of(doc)
+        docs = await self.numbers.get_many(numbers) if numbers else {}
         if ctx.auth_account_id is not None:
-            await self.check_ownership(doc, ctx.auth_account_id)
+            await self.check_ownership(doc, ctx.auth_account_id, docs)
+        return docs
 
     async def check_unique(self, db: str, doc: Json) -> None:
         taken = await self._routed_by_other_docs(db, doc)
@@ -64,11 +71,14 @@ class DidGuard:
         if found:
             raise errors.validation_error(found)
 
-    async def check_ownership(self, doc: Json, auth_account_id: str) -> None:
+    async def check_ownership(
+        self, doc: Json, auth_account_id: str, docs: dict[str, Json] | None = None
+    ) -> None:
         numbers = numbers_of(doc)
         if not numbers:
             return
-        docs = await self.numbers.get_many(numbers)
+        if docs is None:
+            docs = await self.numbers.get_many(numbers)
         contested = {
             e164: number
             for e164, number in docs.items()
@@ -109,7 +119,13 @@ class DidGuard:
 
     # -- after the save ----------------------------------------------------------------
 
-    async def track(self, db: str, before: Json | None, after: Json | None) -> None:
+    async def track(
+        self,
+        db: str,
+        before: Json | None,
+        after: Json | None,
+        known: dict[str, Json] | None = None,
+    ) -> None:
         """Assigns added numbers to trunkstore and releases removed ones; never raises.
 
         `auth_by` is the account owning the connectivity doc (the target account), as in
@@ -120,7 +136,12 @@ class DidGuard:
         account_id = account_id_from_db(db)
         if account_id is None or (not added and not removed):
             return
-        added, removed = await self._with_number_docs(added), await self._with_number_docs(removed)
+        # `known`: the number docs `check` read for `after`, a moment ago.
+        if known is not None:
+            added = [number for number in added if number in known]
+        else:
+            added = await self._with_number_docs(added)
+        removed = await self._with_number_docs(removed)
         if not added and not removed:
             return
         parties = Parties(self.accounts)

@@ -7,6 +7,7 @@ here goes to the number database first, then to the copy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import defaultdict
@@ -26,6 +27,9 @@ Json = dict[str, Any]
 
 NUMBERS_CLASSIFICATION = "numbers"
 
+
+# Number databases read at once by get_many.
+_PARALLEL_READS = 8
 
 class NumberStore:
     def __init__(self, client: CouchClient) -> None:
@@ -51,12 +55,19 @@ class NumberStore:
             db = number_db(e164)
             if db is not None:
                 by_db[db].append(e164)
+        # Random DIDs spread over many number databases: read them side by side, a few
+        # at a time, rather than one round trip after another.
+        gate = asyncio.Semaphore(_PARALLEL_READS)
+
+        async def read(db: str, ids: list[str]) -> dict[str, Json]:
+            async with gate:
+                try:
+                    return await self.client.get_docs(db, ids)
+                except DatabaseNotFound:
+                    return {}
+
         found: dict[str, Json] = {}
-        for db, ids in by_db.items():
-            try:
-                docs = await self.client.get_docs(db, ids)
-            except DatabaseNotFound:
-                continue
+        for docs in await asyncio.gather(*(read(db, ids) for db, ids in by_db.items())):
             found.update({e164: doc for e164, doc in docs.items() if is_live(doc)})
         return found
 
