@@ -14,8 +14,10 @@ from .start_keys import decode_start_key, encode_start_key
 
 Json = dict[str, Any]
 
-# paginate=false still reads the view in slices of this size (crossbar_view).
-UNPAGINATED_CHUNK = 51
+# paginate=false reads the view in slices. KAZOO uses 51 rows (crossbar_view); the rows,
+# and so the answer, are the same for any slice size, and 1,000 takes 20 times fewer
+# round trips for a large account while bounding what one CouchDB answer holds.
+UNPAGINATED_CHUNK = 1001
 # With filters, a page is filled from view slices of this many rows at least and at most
 # (a slice never needs to be as large as a huge `page_size`).
 FILTERED_SLICE = 50
@@ -36,6 +38,8 @@ class PageRequest:
     end_key: Any = None
     # The query-string filters (crossbar_filter, §9); None when there are none.
     doc_filter: DocFilter | None = None
+    # True when the caller shows only row ids: row values are dropped as soon as read.
+    ids_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,12 @@ async def _query(
         # Filters look at the full stored doc, private fields included (§9).
         include_docs=True if include_docs else None,
     )
-    return list(result.get("rows", []))
+    rows = result.get("rows", [])
+    if include_docs or not request.ids_only:
+        return list(rows)
+    # Only ids and keys are ever used: dropping the values (KAZOO's crossbar_listing
+    # emits whole `servers` arrays) at once keeps memory to the ids of the listing.
+    return [{"id": row["id"], "key": row["key"]} for row in rows]
 
 
 def paging_envelope(request: PageRequest, page: Page) -> Json:

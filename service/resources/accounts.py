@@ -177,7 +177,7 @@ async def _delete(ctx: RequestContext, services: Services) -> web.StreamResponse
 async def _listing(ctx: RequestContext, services: Services, view: str) -> web.StreamResponse:
     assert ctx.account_id is not None
     request = listing.page_request(ctx, services.settings.page_size)
-    request = _bounded(request, ctx.account_id)
+    request = replace(_bounded(request, ctx.account_id), ids_only=True)
 
     async def install_views() -> None:
         await services.accounts.ensure_system_databases()

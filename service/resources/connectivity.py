@@ -5,6 +5,7 @@ Thin on purpose: each verb maps to one operation of the connectivity document la
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import quote
 
 from aiohttp import web
@@ -68,7 +69,9 @@ def _write_context(ctx: RequestContext) -> WriteContext:
 
 async def _summary(ctx: RequestContext, services: Services) -> web.StreamResponse:
     db = _db(ctx)
-    request = listing.page_request(ctx, services.settings.page_size, query_filters=True)
+    request = replace(
+        listing.page_request(ctx, services.settings.page_size, query_filters=True), ids_only=True
+    )
 
     async def install_views() -> None:
         await ensure_design_docs(services.client, db, "account")
