@@ -215,8 +215,9 @@ class CouchClient:
             return False
         return status == 200
 
-    async def all_dbs(self) -> list[str]:
-        status, body = await self.request("GET", "_all_dbs")
+    async def all_dbs(self, *, startkey: str | None = None, endkey: str | None = None) -> list[str]:
+        params = encode_view_params({"startkey": startkey, "endkey": endkey})
+        status, body = await self.request("GET", "_all_dbs", params=params or None)
         _expect(status, body, (200,), "GET /_all_dbs")
         return list(body)
 

@@ -35,6 +35,18 @@ class NumberStore:
     def __init__(self, client: CouchClient) -> None:
         self.client = client
 
+    async def existing_dbs(self, dbs: set[str]) -> set[str]:
+        """Which of these number databases exist, in one `_all_dbs` range read.
+
+        A trunk's DIDs usually fall in many `numbers/+1NPA…` databases that do not exist:
+        one listing instead of a read of each saves ~20 requests a write. It is read
+        afresh every time, so a database replicated in from KAZOO counts at once.
+        """
+        if len(dbs) <= 1:
+            return dbs
+        names = await self.client.all_dbs(startkey=min(dbs), endkey=max(dbs))
+        return dbs & set(names)
+
     # -- reading -----------------------------------------------------------------------
 
     async def get(self, e164: str, *, include_deleted: bool = False) -> Json | None:
@@ -66,8 +78,10 @@ class NumberStore:
                 except DatabaseNotFound:
                     return {}
 
+        existing = await self.existing_dbs(set(by_db))
+        reads = (read(db, ids) for db, ids in by_db.items() if db in existing)
         found: dict[str, Json] = {}
-        for docs in await asyncio.gather(*(read(db, ids) for db, ids in by_db.items())):
+        for docs in await asyncio.gather(*reads):
             found.update({e164: doc for e164, doc in docs.items() if is_live(doc)})
         return found
 

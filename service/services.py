@@ -42,13 +42,15 @@ class Services:
         accounts = AccountStore(client)
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
+        # One number store shared by the DID checks and the phone_numbers resource.
+        numbers = NumberStore(client)
         return cls(
             settings=settings,
             client=client,
             validator=validator,
             accounts=accounts,
             connectivity=ConnectivityStore(
-                client, validator, dids=DidGuard(client, AccountStore(client), NumberStore(client))
+                client, validator, dids=DidGuard(client, AccountStore(client), numbers)
             ),
             signing_key=SigningKey(client),
             account_validator=SchemaValidator.from_file(
@@ -58,7 +60,7 @@ class Services:
             auth_failures=FailureLimiter(
                 settings.auth_failure_burst, settings.auth_failure_refill_per_second
             ),
-            phone_numbers=PhoneNumbers(NumberStore(client), AccountStore(client)),
+            phone_numbers=PhoneNumbers(numbers, AccountStore(client)),
             account_cache=account_cache,
             tokens=VerifiedTokens(),
         )
