@@ -163,26 +163,25 @@ class ConnectivityStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    async def create(self, db: str, data: Json, realm: str | None, ctx: WriteContext) -> Saved:
-        doc, doc_id = self.validated_new(data, realm)
+    # The writes take what `validated_new`, `validated` and `patched` returned: handlers
+    # validate first (400 comes before 404/412, §1), and the body is not validated twice.
+
+    async def create(self, db: str, doc: Json, doc_id: str | None, ctx: WriteContext) -> Saved:
+        """PUT: `doc` and `doc_id` as `validated_new` returned them."""
         doc["_id"] = doc_id or new_id()
         doc["pvt_type"] = PVT_TYPE
         stamp_private_fields(doc, ctx)
         return await self._save_tracked(db, doc, ctx, before=None)
 
-    async def replace(
-        self, db: str, stored: Json, data: Json, realm: str | None, ctx: WriteContext
-    ) -> Saved:
+    async def replace(self, db: str, stored: Json, validated: Json, ctx: WriteContext) -> Saved:
         """POST: every public field replaced by the validated body."""
-        doc = replace_public_fields(stored, self.validated(data, realm))
+        doc = replace_public_fields(stored, validated)
         stamp_private_fields(doc, ctx)
         return await self._save_tracked(db, doc, ctx, before=stored)
 
-    async def patch(
-        self, db: str, stored: Json, data: Json, realm: str | None, ctx: WriteContext
-    ) -> Saved:
-        """PATCH: the body deep-merged onto the stored doc, then validated like a POST."""
-        doc = self.patched(stored, data, realm)
+    async def patch(self, db: str, stored: Json, patched: Json, ctx: WriteContext) -> Saved:
+        """PATCH: `patched` is the body merged onto `stored` and validated (`patched()`)."""
+        doc = patched
         stamp_private_fields(doc, ctx)
         return await self._save_tracked(db, doc, ctx, before=stored)
 

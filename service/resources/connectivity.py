@@ -88,10 +88,10 @@ async def _summary(ctx: RequestContext, services: Services) -> web.StreamRespons
 async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse:
     # Crossbar validates (resource_exists) before it evaluates preconditions: a bad body
     # is 400 even with an If-Match (§1 steps 8-9; found by schemathesis, issue #6).
-    services.connectivity.validated_new(ctx.data, _realm(ctx))
+    doc, doc_id = services.connectivity.validated_new(ctx.data, _realm(ctx))
     # No document exists yet, so any If-Match fails (§13).
     conditional.check_write(ctx, None)
-    saved = await services.connectivity.create(_db(ctx), ctx.data, _realm(ctx), _write_context(ctx))
+    saved = await services.connectivity.create(_db(ctx), doc, doc_id, _write_context(ctx))
     response = render(ctx, success_body(ctx, saved.view, revision=saved.revision), 201)
     # A client-chosen id may hold any character (NUL, spaces, emoji): percent-encoded,
     # the header stays valid and the path leads back to the document.
@@ -115,16 +115,16 @@ async def _update(ctx: RequestContext, services: Services, doc_id: str) -> web.S
     db = _db(ctx)
     if ctx.method == "POST":
         # KAZOO validates a POST body before it looks the doc up: 400 wins over 404 (§7.5).
-        store.validated(ctx.data, _realm(ctx))
-    stored = await store.load(db, doc_id)
-    if ctx.method == "PATCH":
-        # The merged document is validated before preconditions, as for a PUT (§1).
-        store.patched(stored, ctx.data, _realm(ctx))
-    conditional.check_write(ctx, stored["_rev"])
-    if ctx.method == "POST":
-        saved = await store.replace(db, stored, ctx.data, _realm(ctx), _write_context(ctx))
+        validated = store.validated(ctx.data, _realm(ctx))
+        stored = await store.load(db, doc_id)
+        conditional.check_write(ctx, stored["_rev"])
+        saved = await store.replace(db, stored, validated, _write_context(ctx))
     else:
-        saved = await store.patch(db, stored, ctx.data, _realm(ctx), _write_context(ctx))
+        stored = await store.load(db, doc_id)
+        # The merged document is validated before preconditions, as for a PUT (§1).
+        patched = store.patched(stored, ctx.data, _realm(ctx))
+        conditional.check_write(ctx, stored["_rev"])
+        saved = await store.patch(db, stored, patched, _write_context(ctx))
     return render(ctx, success_body(ctx, saved.view, revision=saved.revision), 200)
 
 
