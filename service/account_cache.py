@@ -22,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .couchdb import CouchClient, CouchError
-
-log = logging.getLogger(__name__)
+from .change_feed import FeedHandlers, follow_forever
+from .couchdb import CouchClient
 
 Json = dict[str, Any]
 Loader = Callable[[str], Awaitable[Json | None]]
@@ -41,7 +39,6 @@ ACCOUNTS_DB = "accounts"
 # line, so the heartbeat also bounds how long after start-up the cache is in use; and a
 # feed silent for three heartbeats is taken for lost.
 HEARTBEAT_SECONDS = 1.0
-RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,6 @@ class AccountCache:
         self._generation = 0
         # True while the feed is connected: only then can an entry be trusted.
         self._following = False
-        self._failures = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -122,28 +118,19 @@ class AccountCache:
         self._lost()
 
     async def _follow(self) -> None:
-        while True:
-            try:
-                async for change in self._client.follow_changes(
-                    ACCOUNTS_DB, heartbeat=HEARTBEAT_SECONDS, opened=self._opened
-                ):
-                    changed = change.get("id")
-                    if isinstance(changed, str):
-                        self.invalidate(changed)
-            except CouchError as exc:
-                # Once per outage, not once per retry.
-                if self._following or self._failures == 0:
-                    log.warning("account cache feed lost", extra={"fault": str(exc)})
-            self._lost()
-            await asyncio.sleep(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)])
-            self._failures += 1
+        handlers = FeedHandlers(opened=self._opened, changed=self._changed, lost=self._lost)
+        await follow_forever(self._client, ACCOUNTS_DB, handlers, heartbeat=HEARTBEAT_SECONDS)
+
+    def _changed(self, change: Json) -> None:
+        changed = change.get("id")
+        if isinstance(changed, str):
+            self.invalidate(changed)
 
     def _opened(self) -> None:
         # Reads that began before the feed was open may predate a change it will not
         # replay (it starts at "now"): the generation bump keeps them out.
         self.clear()
         self._following = True
-        self._failures = 0
 
     def _lost(self) -> None:
         self._following = False

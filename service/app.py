@@ -54,8 +54,15 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         handle.supervise(on_give_up=_stop_serving)
         client = CouchClient(handle.url, timeout=settings.couch_timeout)
         await client.open()
+        # One connection per followed database, and one to spare.
+        feeds = CouchClient(
+            handle.url,
+            timeout=settings.couch_timeout,
+            connections=settings.read_cache_databases + 1,
+        )
+        await feeds.open()
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
-        services = Services.build(settings, client, validator)
+        services = Services.build(settings, client, validator, feeds)
         app[SERVICES] = services
         await _bootstrap(services)
         services.account_cache.start()
@@ -64,6 +71,8 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         yield
         await stop_view_check(app[VIEW_CHECK])
         await services.account_cache.stop()
+        await services.reads.stop()
+        await feeds.close()
         await client.close()
         await handle.close()
 

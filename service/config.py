@@ -39,6 +39,11 @@ class Settings:
     # Longest an account doc is served from memory; changes normally arrive sooner
     # through the `accounts` changes feed (account_cache.py). 0 turns the cache off.
     account_cache_seconds: float = 5.0
+    # Connectivity docs and listing pages served from memory (read_cache.py): at most
+    # this many MB of them, from at most this many databases (one changes feed each).
+    # 0 MB turns the cache off.
+    read_cache_mb: int = 32
+    read_cache_databases: int = 64
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -130,4 +135,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_failure_refill_per_second=_float(env, "AUTH_FAILURE_REFILL", 0.1, low=0.0),
         revocation_cache_seconds=_float(env, "REVOCATION_CACHE_SECONDS", 2.0, low=0.0),
         account_cache_seconds=_float(env, "ACCOUNT_CACHE_SECONDS", 5.0, low=0.0),
+        read_cache_mb=_int(env, "READ_CACHE_MB", 32, low=0, high=1 << 20),
+        read_cache_databases=_int(env, "READ_CACHE_DATABASES", 64, low=1, high=10_000),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import errors, fast_json
 from .couchdb import (
     CouchClient,
     DatabaseNotFound,
@@ -32,6 +32,7 @@ from .validation import SchemaValidator
 
 if TYPE_CHECKING:
     from .did_guard import DidGuard
+    from .read_cache import ReadCache
 
 Json = dict[str, Any]
 
@@ -102,12 +103,18 @@ def chosen_id(data: Json) -> str | None:
 
 class ConnectivityStore:
     def __init__(
-        self, client: CouchClient, validator: SchemaValidator, dids: DidGuard | None = None
+        self,
+        client: CouchClient,
+        validator: SchemaValidator,
+        dids: DidGuard | None = None,
+        reads: ReadCache | None = None,
     ) -> None:
         self.client = client
         self.validator = validator
         # The DIDs rules (BEHAVIOUR.md §11): checked before a save, assigned after.
         self.dids = dids
+        # Loads go through it; every write here drops what it changes (read-your-writes).
+        self.reads = reads
 
     # -- reading -----------------------------------------------------------------------
 
@@ -116,10 +123,17 @@ class ConnectivityStore:
         if not is_acceptable_doc_id(doc_id):
             raise errors.bad_document_id(doc_id)
         try:
-            doc = await self.client.get_doc(db, doc_id)
+            if self.reads is None:
+                doc = await self.client.get_doc(db, doc_id)
+            else:
+                raw = await self.reads.doc(
+                    db, doc_id, lambda: self.client.get_doc_bytes(db, doc_id)
+                )
+                # A fresh copy each time: callers change the doc they are given.
+                doc = fast_json.loads(raw)
         except (DocumentNotFound, DatabaseNotFound):
             raise errors.bad_document_id(doc_id) from None
-        if not is_live_of_type(doc, PVT_TYPE):
+        if not isinstance(doc, dict) or not is_live_of_type(doc, PVT_TYPE):
             raise errors.bad_document_id(doc_id)
         return doc
 
@@ -201,6 +215,8 @@ class ConnectivityStore:
             raise errors.conflict() from None
         except (DocumentNotFound, DatabaseNotFound):
             raise errors.bad_document_id(stored["_id"]) from None
+        finally:
+            self._forget(db, stored["_id"])
         if self.dids is not None:
             await self.dids.track(db, stored, None)
         return _deleted(stored, stored["_rev"])
@@ -225,9 +241,17 @@ class ConnectivityStore:
             raise errors.document_too_large() from None
         except DatabaseNotFound:
             raise errors.datastore_fault(db) from None
+        finally:
+            # Also after a failure: a conflict means someone else changed the doc, and a
+            # lost answer may hide a write that landed.
+            self._forget(db, doc["_id"])
         stored = dict(doc)
         stored["_rev"] = saved.rev
         return Saved(view=public_view(stored), revision=saved.rev, doc=stored)
+
+    def _forget(self, db: str, doc_id: str) -> None:
+        if self.reads is not None:
+            self.reads.forget(db, doc_id)
 
 
 def force_realm(doc: Json, realm: str | None) -> None:

@@ -119,9 +119,11 @@ def encode_view_params(params: Mapping[str, Any]) -> dict[str, str]:
 class CouchClient:
     """A keep-alive session to one CouchDB (or the embedded server)."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, connections: int = 100) -> None:
         self.base_url, self._auth = split_credentials(url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # aiohttp's own default; a client that holds changes feeds open needs one per feed.
+        self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -132,6 +134,7 @@ class CouchClient:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 headers=headers,
+                connector=aiohttp.TCPConnector(limit=self._connections),
                 # CouchDB errors are answered by status, never by exception.
                 raise_for_status=False,
                 # Compressed continuous feeds stall on the embedded server (EMBEDDED.md).
@@ -164,6 +167,18 @@ class CouchClient:
 
         Connection failures, timeouts and 5xx answers become `CouchUnreachable`.
         """
+        status, raw = await self._exchange(method, path, params=params, body=body)
+        return status, _decode(raw)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> tuple[int, bytes]:
+        """`request` without decoding the answer: (status, body bytes)."""
         if self._session is None:
             await self.open()
         assert self._session is not None
@@ -188,7 +203,6 @@ class CouchClient:
                 extra={"couch_method": method, "couch_path": path, "fault": type(exc).__name__},
             )
             raise CouchUnreachable(f"{method} {path}: {type(exc).__name__}") from exc
-        decoded = _decode(raw)
         if status >= 500:
             log.warning(
                 "couchdb fault",
@@ -204,7 +218,7 @@ class CouchClient:
                 extra={"couch_method": method, "couch_path": path, "fault": "resent after cut"},
             )
             raise CouchUnreachable(f"{method} {path}: outcome unknown after a resend")
-        return status, decoded
+        return status, raw
 
     # -- server ------------------------------------------------------------------------
 
@@ -257,6 +271,16 @@ class CouchClient:
         _raise_not_found(status, body, db, doc_id)
         _expect(status, body, (200,), f"GET /{db}/{doc_id}")
         return dict(body)
+
+    async def get_doc_bytes(self, db: str, doc_id: str) -> bytes:
+        """The doc's JSON exactly as CouchDB sent it (for callers that keep it as is)."""
+        path = f"{quote_db(db)}/{quote_doc_id(doc_id)}"
+        status, raw = await self._exchange("GET", path)
+        if status != 200:
+            body = _decode(raw)
+            _raise_not_found(status, body, db, doc_id)
+            _expect(status, body, (200,), f"GET /{db}/{doc_id}")
+        return raw
 
     async def put_doc(self, db: str, doc: Json) -> SavedDoc:
         """Saves `doc` at its `_id` (and `_rev`, if any)."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from . import errors
+from . import errors, fast_json
 from .context import RequestContext, is_false
 from .couchdb import CouchClient, DocumentNotFound, EmptyKeyRange
 from .filters import DocFilter, build_filter
@@ -221,6 +221,33 @@ async def _query(
     # Only ids and keys are ever used: dropping the values (KAZOO's crossbar_listing
     # emits whole `servers` arrays) at once keeps memory to the ids of the listing.
     return [{"id": row["id"], "key": row["key"]} for row in rows]
+
+
+def page_key(view: str, request: PageRequest, query_string: str) -> str:
+    """Names what `read_page` answers for `request`: equal keys, equal pages (read_cache.py)."""
+    return fast_json.dumps(
+        [
+            view,
+            request.descending,
+            request.page_size,
+            request.start_key,
+            request.start_key_given,
+            request.end_key,
+            request.ids_only,
+            # The filters are built from the query string alone (filters.py).
+            query_string if request.doc_filter is not None else None,
+        ]
+    ).decode()
+
+
+def ids_of(page: Page) -> Page:
+    """The page with each row reduced to its id."""
+    return replace(page, rows=[{"id": row["id"]} for row in page.rows])
+
+
+def ids_page_size(page: Page) -> int:
+    """Roughly what an ids-only page holds in memory, in bytes."""
+    return 200 + sum(120 + len(str(row.get("id", ""))) for row in page.rows)
 
 
 def paging_envelope(request: PageRequest, page: Page) -> Json:

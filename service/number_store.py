@@ -31,6 +31,7 @@ NUMBERS_CLASSIFICATION = "numbers"
 # Number databases read at once by get_many.
 _PARALLEL_READS = 8
 
+
 class NumberStore:
     def __init__(self, client: CouchClient) -> None:
         self.client = client

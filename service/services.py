@@ -16,6 +16,7 @@ from .did_guard import DidGuard
 from .number_store import NumberStore
 from .phone_numbers import PhoneNumbers
 from .rate_limit import FailureLimiter
+from .read_cache import ReadCache
 from .revocation import RevocationList
 from .token_cache import VerifiedTokens
 from .validation import SchemaValidator, schema_path
@@ -36,10 +37,24 @@ class Services:
     # The pipeline's account reads; accounts' own writes invalidate it (issue #8).
     account_cache: AccountCache
     tokens: VerifiedTokens
+    # Connectivity docs and listings; connectivity writes invalidate it (issue #8).
+    reads: ReadCache
 
     @classmethod
-    def build(cls, settings: Settings, client: CouchClient, validator: SchemaValidator) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        client: CouchClient,
+        validator: SchemaValidator,
+        feeds: CouchClient,
+    ) -> Services:
+        """`feeds`: a client of its own for the read cache's changes feeds."""
         accounts = AccountStore(client)
+        reads = ReadCache(
+            feeds,
+            max_bytes=settings.read_cache_mb * 1024 * 1024,
+            max_dbs=settings.read_cache_databases,
+        )
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
@@ -50,7 +65,10 @@ class Services:
             validator=validator,
             accounts=accounts,
             connectivity=ConnectivityStore(
-                client, validator, dids=DidGuard(client, AccountStore(client), numbers)
+                client,
+                validator,
+                dids=DidGuard(client, AccountStore(client), numbers),
+                reads=reads,
             ),
             signing_key=SigningKey(client),
             account_validator=SchemaValidator.from_file(
@@ -63,6 +81,7 @@ class Services:
             phone_numbers=PhoneNumbers(numbers, AccountStore(client)),
             account_cache=account_cache,
             tokens=VerifiedTokens(),
+            reads=reads,
         )
 
 

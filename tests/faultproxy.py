@@ -78,6 +78,8 @@ class FaultProxy:
         self.faults: list[Fault] = []
         # Every fault that fired, in order: (action, method, path).
         self.injected: list[tuple[str, str, str]] = []
+        # Every request that reached the proxy, in order: (method, path).
+        self.seen: list[tuple[str, str]] = []
 
     @property
     def url(self) -> str:
@@ -157,6 +159,7 @@ class FaultProxy:
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 return
             method, path = _request_line(head)
+            self.seen.append((method, path))
             fault = self._take_fault(method, path)
             connection.fault, connection.answered = fault, False
             if fault is None:

@@ -1,0 +1,267 @@
+"""Connectivity reads come from memory, and never show a client an old document (issue #8).
+
+The instance under test reaches CouchDB through a proxy that records every request, so
+"served from memory" is what CouchDB did not see. Changes are made three ways: through
+that instance (seen on the very next request), straight into CouchDB as KAZOO or a
+replication would (seen within the changes feed's latency), and by cutting CouchDB off
+(nothing is served from memory while the feed is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from faultproxy import FaultProxy
+from helpers import Reply, assert_kazoo_error, call
+
+from service.app import create_app
+from service.config import Settings
+from service.couchdb import CouchClient
+from service.services import SERVICES
+
+PROMPTLY = 5.0  # seconds a change from elsewhere may take; the feed needs milliseconds
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, limit: float = PROMPTLY) -> float:
+    started = time.monotonic()
+    while not await check():
+        assert time.monotonic() - started < limit, f"waited {limit}s for {what}"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest_asyncio.fixture
+async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
+    proxy = await FaultProxy(couch_url).start()
+    yield proxy
+    await proxy.stop()
+
+
+async def _instance(proxy: FaultProxy, **settings: object) -> TestClient:
+    client = TestClient(TestServer(create_app(Settings(couch_url=proxy.url, **settings))))  # type: ignore[arg-type]
+    await client.start_server()
+    return client
+
+
+@pytest_asyncio.fixture
+async def cached(proxy: FaultProxy) -> AsyncIterator[TestClient]:
+    client = await _instance(proxy)
+    yield client
+    await client.close()
+
+
+async def _following(api: TestClient, db: str) -> None:
+    reads = api.server.app[SERVICES].reads
+    await _until(lambda: _now(reads.is_following(db)), f"the changes feed of {db}")
+
+
+async def _now(value: bool) -> bool:
+    return value
+
+
+def _requests_for(proxy: FaultProxy, fragment: str) -> int:
+    return sum(1 for _method, path in proxy.seen if fragment in path)
+
+
+async def _trunk(api: TestClient, account, name: str = "trunk") -> str:  # type: ignore[no-untyped-def]
+    reply = await call(api, "PUT", account.url(), data={"name": name}, token=account.token)
+    assert reply.status == 201, reply.text
+    return str(reply.data["id"])
+
+
+async def _warm(api: TestClient, account, doc_id: str) -> Reply:  # type: ignore[no-untyped-def]
+    """Reads the doc once the feed is open, so that the answer is kept."""
+    await call(api, "GET", account.url(f"/{doc_id}"), token=account.token)
+    await _following(api, account.db)
+    reply = await call(api, "GET", account.url(f"/{doc_id}"), token=account.token)
+    assert reply.status == 200, reply.text
+    return reply
+
+
+# -- served from memory ------------------------------------------------------------------
+
+
+async def test_a_repeated_get_does_not_reach_couchdb(cached, proxy, make_account):
+    account = await make_account("Cached")
+    doc_id = await _trunk(cached, account)
+    first = await _warm(cached, account, doc_id)
+    before = _requests_for(proxy, doc_id)
+
+    again = [
+        await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token) for _ in range(5)
+    ]
+
+    assert _requests_for(proxy, doc_id) == before
+    for reply in again:
+        assert reply.status == 200
+        assert reply.data == first.data
+        assert reply.body["revision"] == first.body["revision"]
+        assert reply.headers["ETag"] == first.headers["ETag"]
+
+
+async def test_a_repeated_listing_does_not_reach_couchdb(cached, proxy, make_account):
+    account = await make_account("Listed")
+    ids = {await _trunk(cached, account, f"t{n}") for n in range(3)}
+    await _warm(cached, account, next(iter(ids)))
+    first = await call(cached, "GET", account.url(), token=account.token)
+    before = _requests_for(proxy, "crossbar_listing")
+
+    again = await call(cached, "GET", account.url(), token=account.token)
+
+    assert _requests_for(proxy, "crossbar_listing") == before
+    assert set(again.data) == set(first.data) == ids
+    # Different paging is a different listing: it is read.
+    paged = await call(cached, "GET", account.url("?page_size=1"), token=account.token)
+    assert paged.data and len(paged.data) == 1 and "next_start_key" in paged.body
+    assert _requests_for(proxy, "crossbar_listing") == before + 1
+
+
+async def test_concurrent_identical_listings_share_one_couchdb_read(cached, proxy, make_account):
+    account = await make_account("Burst")
+    ids = {await _trunk(cached, account, f"t{n}") for n in range(5)}
+    await _warm(cached, account, next(iter(ids)))
+    before = _requests_for(proxy, "crossbar_listing")
+
+    replies = await asyncio.gather(
+        *(
+            call(cached, "GET", account.url("?paginate=false"), token=account.token)
+            for _ in range(8)
+        )
+    )
+
+    assert all(set(reply.data) == ids for reply in replies)
+    assert _requests_for(proxy, "crossbar_listing") == before + 1
+
+
+async def test_turned_off_every_read_reaches_couchdb(proxy, make_account):
+    api = await _instance(proxy, read_cache_mb=0)
+    try:
+        account = await make_account("Uncached")
+        doc_id = await _trunk(api, account)
+        before = _requests_for(proxy, doc_id)
+        for _ in range(3):
+            assert (
+                await call(api, "GET", account.url(f"/{doc_id}"), token=account.token)
+            ).status == 200
+        assert _requests_for(proxy, doc_id) == before + 3
+    finally:
+        await api.close()
+
+
+async def test_memory_stays_within_the_budget(proxy, make_account):
+    api = await _instance(proxy, read_cache_mb=1)
+    try:
+        account = await make_account("Budget")
+        big = {"name": "big", "custom_notes": "x" * 60_000}
+        reply = await call(api, "PUT", account.url(), data=big, token=account.token)
+        assert reply.status == 201, reply.text
+        doc_ids = [str(reply.data["id"])]
+        for n in range(40):
+            reply = await call(
+                api, "PUT", account.url(), data={**big, "name": f"b{n}"}, token=account.token
+            )
+            doc_ids.append(str(reply.data["id"]))
+        await _warm(api, account, doc_ids[0])
+        for doc_id in doc_ids:
+            reply = await call(api, "GET", account.url(f"/{doc_id}"), token=account.token)
+            assert reply.status == 200 and reply.data["id"] == doc_id
+        assert api.server.app[SERVICES].reads.cached_bytes <= 1024 * 1024
+    finally:
+        await api.close()
+
+
+# -- never an old document ---------------------------------------------------------------
+
+
+async def test_own_writes_are_read_back_on_the_next_request(cached, make_account):
+    account = await make_account("Own")
+    doc_id = await _trunk(cached, account, "before")
+    await _warm(cached, account, doc_id)
+    listed = await call(cached, "GET", account.url(), token=account.token)
+    assert listed.data == [doc_id]
+
+    posted = await call(
+        cached, "POST", account.url(f"/{doc_id}"), data={"name": "posted"}, token=account.token
+    )
+    assert posted.status == 200
+    read = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+    assert read.data["name"] == "posted" and read.body["revision"] == posted.body["revision"]
+
+    patched = await call(
+        cached, "PATCH", account.url(f"/{doc_id}"), data={"name": "patched"}, token=account.token
+    )
+    read = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+    assert read.data["name"] == "patched" and read.body["revision"] == patched.body["revision"]
+
+    other = await _trunk(cached, account, "second")
+    listed = await call(cached, "GET", account.url(), token=account.token)
+    assert set(listed.data) == {doc_id, other}
+
+    assert (
+        await call(cached, "DELETE", account.url(f"/{doc_id}"), token=account.token)
+    ).status == 200
+    assert_kazoo_error(
+        await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token),
+        404,
+        "bad_identifier",
+    )
+    listed = await call(cached, "GET", account.url(), token=account.token)
+    assert listed.data == [other]
+
+
+async def test_a_change_made_straight_in_couchdb_is_seen_promptly(
+    cached, couch: CouchClient, make_account
+):
+    account = await make_account("Elsewhere")
+    doc_id = await _trunk(cached, account, "before")
+    await _warm(cached, account, doc_id)
+    assert (await call(cached, "GET", account.url(), token=account.token)).data == [doc_id]
+
+    # As KAZOO, another instance or a replication would write it: not through `cached`.
+    stored = await couch.get_doc(account.db, doc_id)
+    stored["name"] = "changed elsewhere"
+    await couch.put_doc(account.db, stored)
+    twin = {**stored, "_id": "twin" + doc_id[4:], "name": "twin"}
+    twin.pop("_rev")
+    await couch.put_doc(account.db, twin)
+
+    async def changed() -> bool:
+        reply = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+        return bool(reply.data["name"] == "changed elsewhere")
+
+    async def listed() -> bool:
+        reply = await call(cached, "GET", account.url(), token=account.token)
+        return set(reply.data) == {doc_id, twin["_id"]}
+
+    waited = await _until(changed, "the changed doc")
+    waited += await _until(listed, "the new doc in the listing")
+    assert waited < PROMPTLY
+
+
+async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(cached, proxy, make_account):
+    account = await make_account("Outage")
+    doc_id = await _trunk(cached, account)
+    await _warm(cached, account, doc_id)
+
+    await proxy.go_down()
+    reads = cached.server.app[SERVICES].reads
+    try:
+        # The feed notices at once when the connection drops (within three heartbeats
+        # when it silently hangs): from then on, every read asks CouchDB.
+        await _until(lambda: _now(not reads.is_following(account.db)), "the feed to be lost")
+        for path in (account.url(f"/{doc_id}"), account.url()):
+            reply = await call(cached, "GET", path, token=account.token)
+            assert_kazoo_error(reply, 503, "datastore_unreachable")
+    finally:
+        await proxy.come_up()
+
+    async def back() -> bool:
+        reply = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+        return reply.status == 200
+
+    await _until(back, "the service to answer again", limit=15.0)
+    await _following(cached, account.db)
