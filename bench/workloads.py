@@ -305,8 +305,6 @@ def list_page(
     return Pairing(name, api, raw)
 
 
-
-
 def list_everything(client: Client, fx: Fixture) -> Pairing:
     token = fx.tokens[fx.main.id]
     url = view_url(client, fx.main, "reduce=false&descending=true")

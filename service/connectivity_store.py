@@ -227,7 +227,7 @@ class ConnectivityStore:
         """A validated PUT/POST/PATCH: DIDs checked (400/403), saved, then DIDs assigned."""
         if self.dids is None:
             return await self._save(db, doc)
-        number_docs = await self.dids.check(db, doc, ctx)
+        number_docs = await self.dids.check(db, doc, ctx, before)
         saved = await self._save(db, doc)
         await self.dids.track(db, before, saved.doc, known=number_docs)
         return saved

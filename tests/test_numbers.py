@@ -304,3 +304,23 @@ async def test_a_did_of_another_live_document_is_a_400_naming_it(api, customer, 
     assert (await put_trunk(api, other, trunk([number]))).status == 201
     await call(api, "DELETE", item, token=customer.token)
     assert (await put_trunk(api, customer, trunk([number]))).status == 201
+
+
+async def test_only_the_dids_a_write_adds_are_checked_against_other_documents(api, couch, customer):
+    kept, added = fresh_number(), fresh_number()
+    first = await put_trunk(api, customer, trunk([kept]))
+    # A duplicate made outside the API (KAZOO checks nothing): another doc routes `kept`.
+    second = await put_trunk(api, customer, trunk([]))
+    stored = await couch.get_doc(customer.db, second.data["id"])
+    stored["servers"] = trunk([kept, added])["servers"]
+    await couch.put_doc(customer.db, stored)
+    item = customer.url(f"/{first.data['id']}")
+
+    # An edit that leaves `kept` where it is is not refused for someone else's duplicate…
+    renamed = await call(api, "PATCH", item, data={"name": "renamed"}, token=customer.token)
+    assert renamed.status == 200, renamed.text
+    # …but one that brings in a number the other doc routes is.
+    reply = await call(api, "POST", item, data=trunk([kept], [added]), token=customer.token)
+    data = assert_kazoo_error(reply, 400, "validation error")
+    assert list(data) == [f"servers.1.DIDs.{added}"]
+    assert data[f"servers.1.DIDs.{added}"]["unique"]["cause"] == second.data["id"]
