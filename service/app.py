@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from . import did_index
 from .config import Settings
 from .couch_runtime import CouchHandle, open_couch
 from .couchdb import CouchClient, CouchUnreachable
@@ -58,7 +59,7 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         feeds = CouchClient(
             handle.url,
             timeout=settings.couch_timeout,
-            connections=settings.read_cache_databases + 1,
+            connections=settings.read_cache_databases + did_index.MAX_DATABASES + 1,
         )
         await feeds.open()
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
@@ -72,6 +73,7 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         await stop_view_check(app[VIEW_CHECK])
         await services.account_cache.stop()
         await services.reads.stop()
+        await services.did_index.stop()
         await feeds.close()
         await client.close()
         await handle.close()

@@ -37,7 +37,12 @@ class FeedHandlers:
 
 
 async def follow_forever(
-    client: CouchClient, db: str, handlers: FeedHandlers, *, heartbeat: float
+    client: CouchClient,
+    db: str,
+    handlers: FeedHandlers,
+    *,
+    heartbeat: float,
+    include_docs: bool = False,
 ) -> None:
     """Follows `db` until cancelled; never raises anything but CancelledError."""
     failures = 0
@@ -50,7 +55,9 @@ async def follow_forever(
 
     while True:
         try:
-            async for change in client.follow_changes(db, heartbeat=heartbeat, opened=opened):
+            async for change in client.follow_changes(
+                db, heartbeat=heartbeat, opened=opened, include_docs=include_docs
+            ):
                 handlers.changed(change)
         except CouchError as exc:
             # Once per outage, not once per retry.

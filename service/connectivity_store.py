@@ -205,6 +205,7 @@ class ConnectivityStore:
         doc["pvt_deleted"] = True
         saved = await self._save(db, doc)
         if self.dids is not None:
+            self.dids.stored(db, doc["_id"], saved.doc)
             await self.dids.track(db, stored, None)
         return _deleted(saved.doc, stored["_rev"])
 
@@ -218,6 +219,7 @@ class ConnectivityStore:
         finally:
             self._forget(db, stored["_id"])
         if self.dids is not None:
+            self.dids.stored(db, stored["_id"], None)
             await self.dids.track(db, stored, None)
         return _deleted(stored, stored["_rev"])
 
@@ -228,7 +230,12 @@ class ConnectivityStore:
         if self.dids is None:
             return await self._save(db, doc)
         number_docs = await self.dids.check(db, doc, ctx, before)
-        saved = await self._save(db, doc)
+        try:
+            saved = await self._save(db, doc)
+        except BaseException:
+            self.dids.abandoned(db, doc["_id"])
+            raise
+        self.dids.stored(db, doc["_id"], saved.doc)
         await self.dids.track(db, before, saved.doc, known=number_docs)
         return saved
 

@@ -322,6 +322,21 @@ class CouchClient:
         rows = body.get("rows", []) if isinstance(body, dict) else []
         return {row["id"]: row["doc"] for row in rows if isinstance(row.get("doc"), dict)}
 
+    async def all_docs(self, db: str, **params: Any) -> Json:
+        """`GET /{db}/_all_docs` with view-style parameters (JSON-encoded keys)."""
+        status, body = await self.request(
+            "GET", f"{quote_db(db)}/_all_docs", params=encode_view_params(params)
+        )
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (200,), f"GET /{db}/_all_docs")
+        return dict(body)
+
+    async def db_info(self, db: str) -> Json:
+        status, body = await self.request("GET", quote_db(db))
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (200,), f"GET /{db}")
+        return dict(body)
+
     # -- views -------------------------------------------------------------------------
 
     async def view(self, db: str, ddoc: str, view: str, **params: Any) -> Json:
@@ -346,6 +361,7 @@ class CouchClient:
         since: str = "now",
         heartbeat: float = 5.0,
         opened: Callable[[], None] | None = None,
+        include_docs: bool = False,
     ) -> AsyncIterator[Json]:
         """The rows of a continuous `_changes` feed, as they come, until CouchDB ends it.
 
@@ -357,6 +373,8 @@ class CouchClient:
             await self.open()
         assert self._session is not None
         query = {"feed": "continuous", "since": since, "heartbeat": str(int(heartbeat * 1000))}
+        if include_docs:
+            query["include_docs"] = "true"
         url = yarl.URL(f"{self.base_url}/{quote_db(db)}/_changes", encoded=True).with_query(query)
         # No total timeout: the feed is meant to stay open. Uncompressed, because a
         # compressed continuous feed stalls on the embedded server (EMBEDDED.md).

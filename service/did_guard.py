@@ -6,8 +6,11 @@ account (ours, see `dids`), then KAZOO's ownership check (§11.1) with the
 `pvt_used_by: "trunkstore"`, numbers that disappeared lose it (§11.2). Unlike KAZOO
 (§14 #4), a PUT assigns its numbers too.
 
-The uniqueness check reads `trunkstore/lookup_did` before the save, so two writes racing
-each other can still both pass; `ensure-numbers` reports any duplicate that results.
+The uniqueness check asks the account's in-memory DID index (did_index.py), which claims
+the numbers of a write that passes until it is saved, so two writes through one
+instance cannot both add a number. Until that index is built, or for an account too
+big for it, the check reads `trunkstore/lookup_did` instead; then, as between two
+instances, two racing writes can both pass, and `ensure-numbers` reports the duplicate.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from . import errors
 from .accounts import AccountStore
 from .couchdb import CouchClient, CouchError, DatabaseNotFound, DocumentNotFound
 from .design_docs import ensure_design_docs
+from .did_index import DidIndex
 from .dids import (
     as_validation_errors,
     dids_of,
     duplicates_against,
     duplicates_within,
     numbers_of,
+    routed_numbers,
 )
 from .kazoo_doc import WriteContext
 from .kazoo_ids import account_id_from_db
@@ -43,11 +48,19 @@ _PARALLEL_UPDATES = 8
 
 
 class DidGuard:
-    def __init__(self, client: CouchClient, accounts: AccountStore, numbers: NumberStore) -> None:
+    def __init__(
+        self,
+        client: CouchClient,
+        accounts: AccountStore,
+        numbers: NumberStore,
+        index: DidIndex | None = None,
+    ) -> None:
         self.client = client
         self.accounts = accounts
         self.numbers = numbers
         self.usage = NumberUsage(numbers)
+        # Answers the uniqueness check from memory once built; the view otherwise.
+        self.index = index
 
     # -- before the save ---------------------------------------------------------------
 
@@ -60,11 +73,26 @@ class DidGuard:
         (E.164 -> doc), so that `track` after the save need not read them again.
         """
         await self.check_unique(db, doc, before)
-        numbers = numbers_of(doc)
-        docs = await self.numbers.get_many(numbers) if numbers else {}
-        if ctx.auth_account_id is not None:
-            await self.check_ownership(doc, ctx.auth_account_id, docs)
+        # From here until `stored` or `abandoned`, the doc's numbers are claimed.
+        try:
+            numbers = numbers_of(doc)
+            docs = await self.numbers.get_many(numbers) if numbers else {}
+            if ctx.auth_account_id is not None:
+                await self.check_ownership(doc, ctx.auth_account_id, docs)
+        except BaseException:
+            self.abandoned(db, doc["_id"])
+            raise
         return docs
+
+    def stored(self, db: str, doc_id: str, doc: Json | None) -> None:
+        """The write of `doc_id` succeeded (`doc` None: removed for good)."""
+        if self.index is not None:
+            self.index.saved(db, doc_id, doc)
+
+    def abandoned(self, db: str, doc_id: str) -> None:
+        """The write of `doc_id` did not happen (or its outcome is unknown)."""
+        if self.index is not None:
+            self.index.release(db, doc_id)
 
     async def check_unique(self, db: str, doc: Json, before: Json | None = None) -> None:
         """Only DIDs the write adds are looked up in other docs: a number the stored doc
@@ -73,11 +101,18 @@ class DidGuard:
         It also spares the lookup — the dearest part of a write — for most updates.
         """
         kept = {did.e164 for did in dids_of(before)}
-        taken = await self._routed_by_other_docs(db, doc, kept)
+        doc_id = str(doc["_id"])
+        added = {did.e164 for did in dids_of(doc)} - kept
+        taken = self.index.conflicts(db, doc_id, added) if self.index is not None else None
+        if taken is None:
+            taken = await self._routed_by_other_docs(db, doc, kept)
         found = as_validation_errors(duplicates_against(doc, taken))
         found.update(as_validation_errors(duplicates_within(doc)))
         if found:
             raise errors.validation_error(found)
+        if self.index is not None:
+            # No await since `conflicts`: no other write can have claimed them meanwhile.
+            self.index.claim(db, doc_id, routed_numbers(doc))
 
     async def check_ownership(
         self, doc: Json, auth_account_id: str, docs: dict[str, Json] | None = None

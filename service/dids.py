@@ -117,3 +117,56 @@ def duplicates_against(doc: Json, taken: dict[str, str]) -> list[Duplicate]:
 
 def as_validation_errors(duplicates: list[Duplicate]) -> Json:
     return {duplicate.did.path: duplicate.error() for duplicate in duplicates}
+
+
+def routed_numbers(doc: Json | None) -> frozenset[str]:
+    """The E.164 numbers a stored doc answers for in `trunkstore/lookup_did`.
+
+    The view's own rules: live `sys_info` docs only, and no server whose `enabled` is
+    false in JavaScript's loose sense (`srv.enabled == false`).
+    """
+    if not isinstance(doc, dict) or doc.get("pvt_type") != "sys_info" or doc.get("pvt_deleted"):
+        return frozenset()
+    if doc.get("_deleted"):
+        return frozenset()
+    servers = doc.get("servers")
+    if not isinstance(servers, list):
+        return frozenset()
+    found = set()
+    for server in servers:
+        if not isinstance(server, dict) or _loosely_false(server.get("enabled", None)):
+            continue
+        dids = server.get("DIDs")
+        if isinstance(dids, dict):
+            found.update(normalize(key) for key in dids)
+    return frozenset(found)
+
+
+def _loosely_false(value: Any) -> bool:
+    """`value == false` in JavaScript: false, 0, and strings or one-item arrays that
+    convert to 0 ("", "0", " ", [], [0], …); `null`, objects and `true` are not."""
+    if value is None or isinstance(value, dict):
+        return False
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return not text or float(text) == 0
+        except ValueError:
+            return False
+    if isinstance(value, list):
+        # An array compares as its items joined by ",": only one item can make "0".
+        if not value:
+            return True
+        if len(value) > 1:
+            return False
+        item = value[0]
+        if item is None:
+            return True
+        if isinstance(item, bool):
+            return False  # "true" / "false" are not numbers
+        return _loosely_false(item)
+    return False

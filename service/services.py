@@ -13,6 +13,7 @@ from .config import Settings
 from .connectivity_store import ConnectivityStore
 from .couchdb import CouchClient
 from .did_guard import DidGuard
+from .did_index import DidIndex
 from .number_store import NumberStore
 from .phone_numbers import PhoneNumbers
 from .rate_limit import FailureLimiter
@@ -39,6 +40,8 @@ class Services:
     tokens: VerifiedTokens
     # Connectivity docs and listings; connectivity writes invalidate it (issue #8).
     reads: ReadCache
+    # Which trunk routes which number, per account written to (did_index.py).
+    did_index: DidIndex
 
     @classmethod
     def build(
@@ -55,6 +58,7 @@ class Services:
             max_bytes=settings.read_cache_mb * 1024 * 1024,
             max_dbs=settings.read_cache_databases,
         )
+        did_index = DidIndex(feeds, client)
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
@@ -67,7 +71,7 @@ class Services:
             connectivity=ConnectivityStore(
                 client,
                 validator,
-                dids=DidGuard(client, AccountStore(client), numbers),
+                dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
                 reads=reads,
             ),
             signing_key=SigningKey(client),
@@ -82,6 +86,7 @@ class Services:
             account_cache=account_cache,
             tokens=VerifiedTokens(),
             reads=reads,
+            did_index=did_index,
         )
 
 

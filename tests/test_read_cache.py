@@ -10,28 +10,16 @@ replication would (seen within the changes feed's latency), and by cutting Couch
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call
+from instances import PROMPTLY, now, proxied_instance, until
 
-from service.app import create_app
-from service.config import Settings
 from service.couchdb import CouchClient
 from service.services import SERVICES
-
-PROMPTLY = 5.0  # seconds a change from elsewhere may take; the feed needs milliseconds
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, limit: float = PROMPTLY) -> float:
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < limit, f"waited {limit}s for {what}"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 @pytest_asyncio.fixture
@@ -41,26 +29,16 @@ async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
     await proxy.stop()
 
 
-async def _instance(proxy: FaultProxy, **settings: object) -> TestClient:
-    client = TestClient(TestServer(create_app(Settings(couch_url=proxy.url, **settings))))  # type: ignore[arg-type]
-    await client.start_server()
-    return client
-
-
 @pytest_asyncio.fixture
 async def cached(proxy: FaultProxy) -> AsyncIterator[TestClient]:
-    client = await _instance(proxy)
+    client = await proxied_instance(proxy)
     yield client
     await client.close()
 
 
 async def _following(api: TestClient, db: str) -> None:
     reads = api.server.app[SERVICES].reads
-    await _until(lambda: _now(reads.is_following(db)), f"the changes feed of {db}")
-
-
-async def _now(value: bool) -> bool:
-    return value
+    await until(lambda: now(reads.is_following(db)), f"the changes feed of {db}")
 
 
 def _requests_for(proxy: FaultProxy, fragment: str) -> int:
@@ -138,7 +116,7 @@ async def test_concurrent_identical_listings_share_one_couchdb_read(cached, prox
 
 
 async def test_turned_off_every_read_reaches_couchdb(proxy, make_account):
-    api = await _instance(proxy, read_cache_mb=0)
+    api = await proxied_instance(proxy, read_cache_mb=0)
     try:
         account = await make_account("Uncached")
         doc_id = await _trunk(api, account)
@@ -153,7 +131,7 @@ async def test_turned_off_every_read_reaches_couchdb(proxy, make_account):
 
 
 async def test_memory_stays_within_the_budget(proxy, make_account):
-    api = await _instance(proxy, read_cache_mb=1)
+    api = await proxied_instance(proxy, read_cache_mb=1)
     try:
         account = await make_account("Budget")
         big = {"name": "big", "custom_notes": "x" * 60_000}
@@ -237,8 +215,8 @@ async def test_a_change_made_straight_in_couchdb_is_seen_promptly(
         reply = await call(cached, "GET", account.url(), token=account.token)
         return set(reply.data) == {doc_id, twin["_id"]}
 
-    waited = await _until(changed, "the changed doc")
-    waited += await _until(listed, "the new doc in the listing")
+    waited = await until(changed, "the changed doc")
+    waited += await until(listed, "the new doc in the listing")
     assert waited < PROMPTLY
 
 
@@ -252,7 +230,7 @@ async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(cached, pr
     try:
         # The feed notices at once when the connection drops (within three heartbeats
         # when it silently hangs): from then on, every read asks CouchDB.
-        await _until(lambda: _now(not reads.is_following(account.db)), "the feed to be lost")
+        await until(lambda: now(not reads.is_following(account.db)), "the feed to be lost")
         for path in (account.url(f"/{doc_id}"), account.url()):
             reply = await call(cached, "GET", path, token=account.token)
             assert_kazoo_error(reply, 503, "datastore_unreachable")
@@ -263,5 +241,5 @@ async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(cached, pr
         reply = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
         return reply.status == 200
 
-    await _until(back, "the service to answer again", limit=15.0)
+    await until(back, "the service to answer again", limit=15.0)
     await _following(cached, account.db)

@@ -18,6 +18,7 @@ Deliberately off (each is behaviour we keep, not a fault):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,10 +209,18 @@ def test_every_phase_ran_and_every_operation_was_exercised(report: RunReport) ->
 
 
 def test_stateful_phase_follows_links_from_create(report: RunReport) -> None:
-    # A created trunk was read back, changed and deleted through the document's links.
-    found = " ".join(link for link, status in report.linked_calls if status == 200)
+    followed = Counter(
+        (call.split("] ")[-1].split(" ->")[0], status) for call, status in report.linked_calls
+    )
+    # Every link of a created trunk was followed and answered (no 5xx). Which answers
+    # depends on the random chains: a read may come after the chain deleted the doc
+    # (404) or carry a random If-Match (412) or If-None-Match (304).
     for link in ("Get", "Replace", "Patch", "Delete"):
-        assert f"] {link}Connectivity ->" in found, sorted(set(report.linked_calls))
+        answers = [status for (name, status) in followed if name == f"{link}Connectivity"]
+        assert answers and max(answers) < 500, sorted(followed.items())
+    # And a created trunk was changed and deleted through them.
+    for link in ("Replace", "Patch", "Delete"):
+        assert (f"{link}Connectivity", 200) in followed, sorted(followed.items())
 
 
 def test_the_master_token_survived_the_run(

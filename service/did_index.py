@@ -1,0 +1,259 @@
+"""Which connectivity doc routes which number, per account, kept in memory (issue #8).
+
+The duplicate-DID check (did_guard.py) used to query `trunkstore/lookup_did` on every
+write. A write has just changed the database, so that query first brings the view
+index up to date: on Apache CouchDB the JavaScript query server re-runs every view of
+the design doc, on the embedded server each looked-up spelling is its own range scan
+(five spellings a DID). That cost 20-120 ms a write, ~20 times the write itself.
+
+Here, for each account database written through us, the index is built once from
+its docs (`_all_docs`), then kept exact by
+
+* the database's `_changes` feed with docs: every write, from anywhere, re-sets that
+  doc's numbers (never back to an older revision than one already applied);
+* this process's writes, at once: a number is *claimed* when a write passes the check
+  and before it is saved, so two concurrent writes here cannot both add it — the race
+  the view-based check had — and set for good when the save succeeds.
+
+While an index is being built, or its feed is lost, `conflicts` answers None and the
+caller asks the view as before. Databases with more than `MAX_DOCS` docs are not
+indexed (memory), nor more than `MAX_DATABASES` at once (least recently written first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .change_feed import FeedHandlers, follow_forever
+from .couchdb import CouchClient, CouchError
+from .dids import routed_numbers
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+MAX_DOCS = 5_000
+MAX_DATABASES = 16
+HEARTBEAT_SECONDS = 1.0
+# Docs per `_all_docs` read while building.
+BUILD_SLICE = 500
+
+
+@dataclass
+class _Index:
+    db: str
+    ready: bool = False
+    # E.164 number -> ids of the stored docs that route it.
+    owners: dict[str, set[str]] = field(default_factory=dict)
+    # doc id -> (revision number, the numbers it routes); 0: read from the view.
+    docs: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    # E.164 number -> id of the doc whose write of it is in flight here.
+    claims: dict[str, str] = field(default_factory=dict)
+    # Feed rows that came while the view was being read, applied after it.
+    pending: list[Json] | None = None
+    task: asyncio.Task[None] | None = None
+
+    def set_doc(self, doc_id: str, revision: int, numbers: frozenset[str]) -> None:
+        previous = self.docs.get(doc_id)
+        if previous is not None:
+            if previous[0] > revision:
+                return  # a late feed row for a revision already replaced
+            for number in previous[1] - numbers:
+                holders = self.owners.get(number)
+                if holders is not None:
+                    holders.discard(doc_id)
+                    if not holders:
+                        del self.owners[number]
+        if numbers:
+            self.docs[doc_id] = (revision, numbers)
+            for number in numbers:
+                self.owners.setdefault(number, set()).add(doc_id)
+        else:
+            self.docs.pop(doc_id, None)
+
+    def apply_row(self, row: Json) -> None:
+        doc_id = row.get("id")
+        if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
+            return
+        doc = row.get("doc")
+        revision = _revision_number(doc.get("_rev") if isinstance(doc, dict) else None)
+        self.set_doc(doc_id, revision, frozenset() if row.get("deleted") else routed_numbers(doc))
+
+
+class DidIndex:
+    def __init__(self, feeds: CouchClient, client: CouchClient) -> None:
+        self._feeds = feeds  # one held-open connection per indexed database
+        self._client = client
+        self._indexes: OrderedDict[str, _Index] = OrderedDict()
+        # Databases found too big to index, not looked at again.
+        self._too_big: set[str] = set()
+
+    def is_ready(self, db: str) -> bool:
+        index = self._indexes.get(db)
+        return index is not None and index.ready
+
+    # -- the check and the claims (synchronous: nothing else runs in between) ----------
+
+    def conflicts(self, db: str, doc_id: str, numbers: Iterable[str]) -> dict[str, str] | None:
+        """Number -> the other doc that routes or is claiming it; None: not known here.
+
+        The first call for a database starts building its index.
+        """
+        index = self._index(db)
+        if index is None or not index.ready:
+            return None
+        taken: dict[str, str] = {}
+        for number in numbers:
+            other = next((owner for owner in index.owners.get(number, ()) if owner != doc_id), None)
+            if other is None:
+                claimant = index.claims.get(number)
+                other = claimant if claimant != doc_id else None
+            if other is not None:
+                taken[number] = other
+        return taken
+
+    def claim(self, db: str, doc_id: str, numbers: Iterable[str]) -> None:
+        index = self._indexes.get(db)
+        if index is not None and index.ready:
+            for number in numbers:
+                index.claims.setdefault(number, doc_id)
+
+    def release(self, db: str, doc_id: str) -> None:
+        """The write of `doc_id` is over (saved or not): its claims go."""
+        index = self._indexes.get(db)
+        if index is not None:
+            for number in [n for n, owner in index.claims.items() if owner == doc_id]:
+                del index.claims[number]
+
+    def saved(self, db: str, doc_id: str, doc: Json | None) -> None:
+        """`doc` (None: deleted) is now stored: its numbers are routed from now on."""
+        index = self._indexes.get(db)
+        if index is not None and index.ready:
+            revision = _revision_number(doc.get("_rev") if doc else None)
+            index.set_doc(doc_id, revision, routed_numbers(doc))
+        self.release(db, doc_id)
+
+    # -- building and following ----------------------------------------------------------
+
+    def _index(self, db: str) -> _Index | None:
+        if db in self._too_big:
+            return None
+        index = self._indexes.get(db)
+        if index is not None:
+            self._indexes.move_to_end(db)
+            return index
+        index = _Index(db)
+        self._indexes[db] = index
+        index.task = asyncio.create_task(self._follow(index), name=f"did-index {db}")
+        while len(self._indexes) > MAX_DATABASES:
+            self._drop(next(iter(self._indexes.values())))
+        return index
+
+    async def _follow(self, index: _Index) -> None:
+        build: asyncio.Task[None] | None = None
+
+        def opened() -> None:
+            nonlocal build
+            # Rows from now on wait until the view has been read, then apply on top.
+            index.pending = []
+            build = asyncio.create_task(self._build(index), name=f"did-index build {index.db}")
+
+        def changed(row: Json) -> None:
+            if index.pending is not None:
+                index.pending.append(row)
+            elif index.ready:
+                index.apply_row(row)
+
+        def lost() -> None:
+            if build is not None:
+                build.cancel()
+            _reset(index)
+
+        handlers = FeedHandlers(opened=opened, changed=changed, lost=lost)
+        try:
+            await follow_forever(
+                self._feeds, index.db, handlers, heartbeat=HEARTBEAT_SECONDS, include_docs=True
+            )
+        finally:
+            if build is not None:
+                build.cancel()
+
+    async def _build(self, index: _Index) -> None:
+        try:
+            docs = await self._stored_docs(index.db)
+        except CouchError as exc:
+            # The view path serves meanwhile; the next write tries again.
+            log.warning("did index not built", extra={"couch_db": index.db, "fault": str(exc)})
+            self._drop(index)
+            return
+        if docs is None:
+            self._too_big.add(index.db)
+            self._drop(index)
+            return
+        for doc in docs:
+            index.set_doc(doc["_id"], _revision_number(doc.get("_rev")), routed_numbers(doc))
+        for row in index.pending or []:
+            index.apply_row(row)
+        index.pending = None
+        index.ready = True
+
+    async def _stored_docs(self, db: str) -> list[Json] | None:
+        """Every doc of the database, read in slices; None when there are too many.
+
+        `_all_docs` rather than a view: it needs no index to be brought up to date, and
+        it is exactly what the feed will tell about from now on.
+        """
+        info = await self._client.db_info(db)
+        if int(info.get("doc_count") or 0) > MAX_DOCS:
+            return None
+        found: list[Json] = []
+        start_key: str | None = None
+        while True:
+            result = await self._client.all_docs(
+                db, include_docs=True, startkey=start_key, limit=BUILD_SLICE + 1
+            )
+            rows = result.get("rows", [])
+            found.extend(
+                row["doc"]
+                for row in rows[:BUILD_SLICE]
+                if isinstance(row.get("doc"), dict) and not row["id"].startswith("_design/")
+            )
+            if len(rows) <= BUILD_SLICE:
+                return found
+            # The extra row starts the next slice (ids are unique).
+            start_key = rows[BUILD_SLICE]["id"]
+
+    def _drop(self, index: _Index) -> None:
+        self._indexes.pop(index.db, None)
+        _reset(index)
+        if index.task is not None:
+            index.task.cancel()
+
+    async def stop(self) -> None:
+        tasks = [index.task for index in self._indexes.values() if index.task is not None]
+        for index in list(self._indexes.values()):
+            self._drop(index)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _reset(index: _Index) -> None:
+    index.ready = False
+    index.pending = None
+    index.owners.clear()
+    index.docs.clear()
+    index.claims.clear()
+
+
+def _revision_number(rev: Any) -> int:
+    if isinstance(rev, str) and "-" in rev:
+        with contextlib.suppress(ValueError):
+            return int(rev.split("-", 1)[0])
+    return 0

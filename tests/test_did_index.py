@@ -1,0 +1,141 @@
+"""The duplicate-DID check answered from memory (service/did_index.py, issue #8).
+
+Once an account's index is built, a write's DIDs are checked without a view query, and
+numbers are claimed from the check until the save: concurrent writes through one
+instance can no longer both add the same number. Changes made elsewhere (KAZOO, another
+instance) reach the index through the database's changes feed; a lost feed drops the
+index and the view answers until it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+from faultproxy import FaultProxy
+from helpers import Reply, assert_kazoo_error, call
+from instances import now, proxied_instance, until
+from number_helpers import fresh_number, npan, trunk
+
+from service.couchdb import CouchClient
+from service.did_index import DidIndex
+from service.services import SERVICES
+
+LOOKUP_DID = "_view/lookup_did"
+
+
+@pytest_asyncio.fixture
+async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
+    proxy = await FaultProxy(couch_url).start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest_asyncio.fixture
+async def instance(proxy: FaultProxy) -> AsyncIterator[TestClient]:
+    client = await proxied_instance(proxy)
+    yield client
+    await client.close()
+
+
+def _index(api: TestClient) -> DidIndex:
+    return api.server.app[SERVICES].did_index
+
+
+async def _put(api: TestClient, account, doc: dict) -> Reply:  # type: ignore[no-untyped-def]
+    return await call(api, "PUT", account.url(), data=doc, token=account.token)
+
+
+async def _indexed(api: TestClient, account) -> None:  # type: ignore[no-untyped-def]
+    """A first write starts the account's index; wait until it answers."""
+    assert (await _put(api, account, trunk([fresh_number()]))).status == 201
+    index = _index(api)
+    await until(lambda: now(index.is_ready(account.db)), f"the DID index of {account.db}")
+
+
+def _view_queries(proxy: FaultProxy) -> int:
+    return sum(1 for _method, path in proxy.seen if LOOKUP_DID in path)
+
+
+async def test_an_indexed_account_checks_dids_without_a_view_query(instance, proxy, make_account):
+    account = await make_account("Indexed")
+    await _indexed(instance, account)
+    number = fresh_number()
+    before = _view_queries(proxy)
+
+    first = await _put(instance, account, trunk([number, fresh_number()]))
+    again = await _put(instance, account, trunk(["1" + npan(number)]))
+
+    assert first.status == 201
+    data = assert_kazoo_error(again, 400, "validation error")
+    assert data[f"servers.0.DIDs.1{npan(number)}"]["unique"]["cause"] == first.data["id"]
+    assert _view_queries(proxy) == before
+
+
+async def test_concurrent_writes_cannot_both_add_a_number(instance, make_account):
+    account = await make_account("Racing")
+    await _indexed(instance, account)
+    for _round in range(3):
+        number = fresh_number()
+        replies = await asyncio.gather(
+            *(_put(instance, account, trunk([number], name=f"racer {n}")) for n in range(8))
+        )
+        statuses = sorted(reply.status for reply in replies)
+        assert statuses == [201] + [400] * 7, statuses
+
+
+async def test_a_doc_written_elsewhere_is_seen_and_its_removal_too(
+    instance, couch: CouchClient, make_account
+):
+    account = await make_account("Elsewhere")
+    await _indexed(instance, account)
+    number = fresh_number()
+    # KAZOO (or another instance) stores a trunk routing `number`, not through us.
+    holder = await _put(instance, account, trunk([]))
+    stored = await couch.get_doc(account.db, holder.data["id"])
+    stored["servers"] = trunk([npan(number)])["servers"]
+    await couch.put_doc(account.db, stored)
+    index = _index(instance)
+
+    async def routed() -> bool:
+        return bool(index.conflicts(account.db, "probe", [number]))
+
+    await until(routed, "the foreign write to reach the index")
+    data = assert_kazoo_error(
+        await _put(instance, account, trunk([number])), 400, "validation error"
+    )
+    assert data[f"servers.0.DIDs.{number}"]["unique"]["cause"] == holder.data["id"]
+
+    stored = await couch.get_doc(account.db, holder.data["id"])
+    await couch.put_doc(account.db, {**stored, "pvt_deleted": True})
+    await until(lambda: now(not index.conflicts(account.db, "probe", [number])), "the removal")
+    assert (await _put(instance, account, trunk([number]))).status == 201
+
+
+async def test_dids_of_a_disabled_server_are_free_as_in_lookup_did(instance, make_account):
+    account = await make_account("Disabled")
+    await _indexed(instance, account)
+    number = fresh_number()
+    parked = trunk([number])
+    parked["servers"][0]["enabled"] = False
+    assert (await _put(instance, account, parked)).status == 201
+    assert (await _put(instance, account, trunk([number]))).status == 201
+
+
+async def test_a_lost_feed_drops_the_index_and_the_check_still_holds(instance, proxy, make_account):
+    account = await make_account("Outage")
+    await _indexed(instance, account)
+    number = fresh_number()
+    assert (await _put(instance, account, trunk([number]))).status == 201
+    index = _index(instance)
+
+    await proxy.go_down()
+    await until(lambda: now(not index.is_ready(account.db)), "the index to be dropped")
+    await proxy.come_up()
+
+    # Right away (the view answers) and once rebuilt (memory answers): still refused.
+    assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
+    await until(lambda: now(index.is_ready(account.db)), "the index to be rebuilt", limit=15.0)
+    assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
