@@ -16,8 +16,8 @@ its docs (`_all_docs`), then kept exact by
   the view-based check had — and set for good when the save succeeds.
 
 While an index is being built, or its feed is lost, `conflicts` answers None and the
-caller asks the view as before. Databases with more than `MAX_DOCS` docs are not
-indexed (memory), nor more than `MAX_DATABASES` at once (least recently written first).
+caller asks the view as before. Accounts too big for the memory bounds below are not
+indexed, nor more than `MAX_DATABASES` at once (least recently written first).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,11 +39,16 @@ log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 
-MAX_DOCS = 5_000
+# Bounds on memory (~350 bytes a number): an account with more docs is not indexed, and
+# an index whose numbers would take the total past MAX_NUMBERS is dropped, its account
+# left to the view for TOO_BIG_SECONDS before it is tried again.
+MAX_DOCS = 2_000
+MAX_NUMBERS = 60_000
 MAX_DATABASES = 16
+TOO_BIG_SECONDS = 600.0
 HEARTBEAT_SECONDS = 1.0
 # Docs per `_all_docs` read while building.
-BUILD_SLICE = 500
+BUILD_SLICE = 200
 
 
 @dataclass
@@ -91,8 +97,8 @@ class DidIndex:
         self._feeds = feeds  # one held-open connection per indexed database
         self._client = client
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
-        # Databases found too big to index, not looked at again.
-        self._too_big: set[str] = set()
+        # Databases found too big to index -> when that was found.
+        self._too_big: dict[str, float] = {}
 
     def is_ready(self, db: str) -> bool:
         index = self._indexes.get(db)
@@ -137,13 +143,18 @@ class DidIndex:
         if index is not None and index.ready:
             revision = _revision_number(doc.get("_rev") if doc else None)
             index.set_doc(doc_id, revision, routed_numbers(doc))
+            if self._over_bounds(index):
+                self._give_up(index)
         self.release(db, doc_id)
 
     # -- building and following ----------------------------------------------------------
 
     def _index(self, db: str) -> _Index | None:
-        if db in self._too_big:
-            return None
+        found_too_big = self._too_big.get(db)
+        if found_too_big is not None:
+            if time.monotonic() - found_too_big < TOO_BIG_SECONDS:
+                return None
+            del self._too_big[db]
         index = self._indexes.get(db)
         if index is not None:
             self._indexes.move_to_end(db)
@@ -167,8 +178,12 @@ class DidIndex:
         def changed(row: Json) -> None:
             if index.pending is not None:
                 index.pending.append(row)
+                if len(index.pending) > MAX_DOCS:
+                    self._give_up(index)  # a bulk load under way
             elif index.ready:
                 index.apply_row(row)
+                if self._over_bounds(index):
+                    self._give_up(index)
 
         def lost() -> None:
             if build is not None:
@@ -186,48 +201,59 @@ class DidIndex:
 
     async def _build(self, index: _Index) -> None:
         try:
-            docs = await self._stored_docs(index.db)
+            complete = await self._read_stored_docs(index)
         except CouchError as exc:
             # The view path serves meanwhile; the next write tries again.
             log.warning("did index not built", extra={"couch_db": index.db, "fault": str(exc)})
             self._drop(index)
             return
-        if docs is None:
-            self._too_big.add(index.db)
-            self._drop(index)
+        if not complete:
+            self._give_up(index)
             return
-        for doc in docs:
-            index.set_doc(doc["_id"], _revision_number(doc.get("_rev")), routed_numbers(doc))
         for row in index.pending or []:
             index.apply_row(row)
         index.pending = None
         index.ready = True
 
-    async def _stored_docs(self, db: str) -> list[Json] | None:
-        """Every doc of the database, read in slices; None when there are too many.
+    async def _read_stored_docs(self, index: _Index) -> bool:
+        """Every doc's numbers into `index`, a slice at a time; False when too many docs.
 
         `_all_docs` rather than a view: it needs no index to be brought up to date, and
-        it is exactly what the feed will tell about from now on.
+        it is exactly what the feed will tell about from now on. Each slice is reduced
+        to numbers before the next is read: whole docs of a big account, decoded at
+        once, would take far more memory than the index itself.
         """
-        info = await self._client.db_info(db)
+        info = await self._client.db_info(index.db)
         if int(info.get("doc_count") or 0) > MAX_DOCS:
-            return None
-        found: list[Json] = []
+            return False
         start_key: str | None = None
         while True:
             result = await self._client.all_docs(
-                db, include_docs=True, startkey=start_key, limit=BUILD_SLICE + 1
+                index.db, include_docs=True, startkey=start_key, limit=BUILD_SLICE + 1
             )
-            rows = result.get("rows", [])
-            found.extend(
-                row["doc"]
-                for row in rows[:BUILD_SLICE]
-                if isinstance(row.get("doc"), dict) and not row["id"].startswith("_design/")
-            )
+            rows = result.pop("rows", [])
+            for row in rows[:BUILD_SLICE]:
+                doc = row.get("doc")
+                if isinstance(doc, dict) and not row["id"].startswith("_design/"):
+                    revision = _revision_number(doc.get("_rev"))
+                    index.set_doc(row["id"], revision, routed_numbers(doc))
+            if self._over_bounds(index):
+                return False
             if len(rows) <= BUILD_SLICE:
-                return found
+                return True
             # The extra row starts the next slice (ids are unique).
             start_key = rows[BUILD_SLICE]["id"]
+
+    def _over_bounds(self, index: _Index) -> bool:
+        return len(index.docs) > MAX_DOCS or self._numbers() > MAX_NUMBERS
+
+    def _numbers(self) -> int:
+        return sum(len(index.owners) for index in self._indexes.values())
+
+    def _give_up(self, index: _Index) -> None:
+        log.info("did index too big, the view answers", extra={"couch_db": index.db})
+        self._too_big[index.db] = time.monotonic()
+        self._drop(index)
 
     def _drop(self, index: _Index) -> None:
         self._indexes.pop(index.db, None)

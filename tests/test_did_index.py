@@ -19,6 +19,7 @@ from helpers import Reply, assert_kazoo_error, call
 from instances import now, proxied_instance, until
 from number_helpers import fresh_number, npan, trunk
 
+from service import did_index
 from service.couchdb import CouchClient
 from service.did_index import DidIndex
 from service.services import SERVICES
@@ -139,3 +140,21 @@ async def test_a_lost_feed_drops_the_index_and_the_check_still_holds(instance, p
     assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
     await until(lambda: now(index.is_ready(account.db)), "the index to be rebuilt", limit=15.0)
     assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
+
+
+async def test_an_account_too_big_for_memory_is_checked_through_the_view(
+    instance, proxy, make_account, monkeypatch
+):
+    monkeypatch.setattr(did_index, "MAX_DOCS", 5)
+    account = await make_account("Big")
+    await _indexed(instance, account)
+    numbers = [fresh_number() for _ in range(6)]
+    for number in numbers:
+        assert (await _put(instance, account, trunk([number]))).status == 201
+    assert not _index(instance).is_ready(account.db)
+
+    before = _view_queries(proxy)
+    reply = await _put(instance, account, trunk([numbers[0]]))
+    assert_kazoo_error(reply, 400, "validation error")
+    assert _view_queries(proxy) > before
+    assert not _index(instance).is_ready(account.db)
