@@ -23,7 +23,7 @@ from .runner import Pair, Watched, interleaved
 from .scaling import listing_at_sizes, many_accounts
 from .setup import prepare
 from .stack import Stack, running_stack
-from .workloads import Client, Fixture, pairings
+from .workloads import Client, Fixture, pairings, uncached_pairings
 
 _started = time.perf_counter()
 
@@ -32,10 +32,20 @@ def progress(message: str) -> None:
     print(f"[{time.perf_counter() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-async def main_table(client: Client, fx: Fixture, plan: plans.Plan, watched: Watched) -> list[Pair]:
+async def main_table(
+    clients: tuple[Client, Client],
+    fx: Fixture,
+    plan: plans.Plan,
+    watched: tuple[Watched, Watched],
+) -> list[Pair]:
+    """`clients` and `watched`: the service as `make run` starts it, then the same with
+    its read cache off (only the reads are measured there)."""
+    (client, uncached), (watched_service, watched_uncached) = clients, watched
     pairs = []
     for concurrency in plans.CONCURRENCIES:
-        for pairing in pairings(client, fx, concurrency):
+        measured = [(p, watched_service) for p in pairings(client, fx, concurrency)]
+        measured += [(p, watched_uncached) for p in uncached_pairings(uncached, fx)]
+        for pairing, watching in measured:
             runs = plan.runs[pairing.name]
             ops = runs.ops(concurrency)
             progress(f"{pairing.name} at concurrency {concurrency}: {runs.repeats} x {ops} ops")
@@ -47,7 +57,7 @@ async def main_table(client: Client, fx: Fixture, plan: plans.Plan, watched: Wat
                     ops=ops,
                     concurrency=concurrency,
                     repeats=runs.repeats,
-                    watched=watched,
+                    watched=watching,
                     warmup=runs.warmup_ops(concurrency),
                 )
             )
@@ -63,8 +73,9 @@ async def bench(plan: plans.Plan, work_dir: Path) -> list[str]:
         aiohttp.ClientSession() as session,
     ):
         client = Client(session, stack.service_url, stack.couch_url)
+        uncached = Client(session, stack.uncached_url, stack.couch_url)
         try:
-            return await measure(plan, stack, couch, client, ledger)
+            return await measure(plan, stack, couch, (client, uncached), ledger)
         finally:
             if stack.couch_pid is None:
                 progress(f"removing the {len(ledger.accounts):,} accounts it created")
@@ -72,13 +83,20 @@ async def bench(plan: plans.Plan, work_dir: Path) -> list[str]:
 
 
 async def measure(
-    plan: plans.Plan, stack: Stack, couch: CouchClient, client: Client, ledger: Ledger
+    plan: plans.Plan,
+    stack: Stack,
+    couch: CouchClient,
+    clients: tuple[Client, Client],
+    ledger: Ledger,
 ) -> list[str]:
+    client = clients[0]
     watched = Watched(stack.service_pid, stack.couch_pid)
     notes: dict[str, str] = {}
     progress(f"loading {plan.main_docs:,} docs")
     fx = await prepare(couch, client, ledger, plan, notes)
-    pairs = await main_table(client, fx, plan, watched)
+    pairs = await main_table(
+        clients, fx, plan, (watched, Watched(stack.uncached_pid, stack.couch_pid))
+    )
     peak_after_main = procstat.peak_rss_mb(stack.service_pid)
     sizes = await listing_at_sizes(couch, client, ledger, fx, plan, watched, progress)
     accounts = await many_accounts(couch, client, ledger, plan, watched, progress)

@@ -52,11 +52,13 @@ def _runs(quick: bool) -> dict[str, Runs]:
     return {
         "floor: /__heartbeat__": Runs(400 // scale, 1200 // scale, repeats, warmup),
         "GET one doc": Runs(400 // scale, 1200 // scale, repeats, warmup),
+        "GET, read cache off": Runs(400 // scale, 1200 // scale, repeats, warmup),
         "PUT (create)": Runs(40 // scale, 64, 3, 8),
         "POST (replace)": Runs(40 // scale, 64, 3, 8),
         "PATCH (merge)": Runs(40 // scale, 64, 3, 8),
         "DELETE (soft)": Runs(40 // scale, 64, 3, 8),
         "list 1 page of 50": Runs(300 // scale, 400 // scale, repeats, warmup),
+        "list 1 page, cache off": Runs(300 // scale, 400 // scale, repeats, warmup),
         "list paginate=false": Runs(3, 16, 1 if quick else 3, 0),
     }
 

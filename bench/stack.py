@@ -33,6 +33,9 @@ class Stack:
     couch_url: str  # with admin credentials
     service_url: str
     service_pid: int
+    # A second service with its read cache off: what a read costs when it misses.
+    uncached_url: str
+    uncached_pid: int
     # None when CouchDB is not ours to watch (an external Apache CouchDB).
     couch_pid: int | None
     couch_kind: str
@@ -61,17 +64,20 @@ async def couchdb(work_dir: Path) -> AsyncIterator[tuple[str, int | None, str]]:
 
 
 @contextlib.asynccontextmanager
-async def service(couch_url: str, work_dir: Path) -> AsyncIterator[tuple[str, int]]:
+async def service(
+    couch_url: str, work_dir: Path, name: str = "service", **settings: str
+) -> AsyncIterator[tuple[str, int]]:
     port = free_port()
     env = dict(os.environ)
     env.update(
         CONNECTIVITY_COUCH_URL=couch_url,
         CONNECTIVITY_HOST="127.0.0.1",
         CONNECTIVITY_PORT=str(port),
-        CONNECTIVITY_DATA_DIR=str(work_dir / "service"),
+        CONNECTIVITY_DATA_DIR=str(work_dir / name),
+        **{f"CONNECTIVITY_{key.upper()}": value for key, value in settings.items()},
     )
     # Its JSON log goes to a file, as it would to journald: writing it is part of its cost.
-    log_path = work_dir / "service.log"
+    log_path = work_dir / f"{name}.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "service", "serve", env=env, stdout=log, stderr=log
@@ -108,5 +114,6 @@ async def running_stack(work_dir: Path) -> AsyncIterator[Stack]:
     async with (
         couchdb(work_dir) as (couch_url, couch_pid, kind),
         service(couch_url, work_dir) as (service_url, service_pid),
+        service(couch_url, work_dir, "uncached", read_cache_mb="0") as (uncached, uncached_pid),
     ):
-        yield Stack(couch_url, service_url, service_pid, couch_pid, kind)
+        yield Stack(couch_url, service_url, service_pid, uncached, uncached_pid, couch_pid, kind)

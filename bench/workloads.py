@@ -166,7 +166,7 @@ def floor(client: Client) -> Pairing:
     return Pairing("floor: /__heartbeat__", api, raw)
 
 
-def get_one(client: Client, fx: Fixture) -> Pairing:
+def get_one(client: Client, fx: Fixture, name: str = "GET one doc") -> Pairing:
     def pick(index: int) -> str:
         return fx.main_ids[(index * 7919) % len(fx.main_ids)]
 
@@ -177,7 +177,7 @@ def get_one(client: Client, fx: Fixture) -> Pairing:
     async def raw(index: int, _worker: int) -> None:
         await client.couch("GET", client.doc_url(fx.main.db, pick(index)), 200)
 
-    return Pairing("GET one doc", api, raw)
+    return Pairing(name, api, raw)
 
 
 def put_new(client: Client, fx: Fixture) -> Pairing:
@@ -316,6 +316,18 @@ def list_everything(client: Client, fx: Fixture) -> Pairing:
         await client.couch("GET", url, 200)
 
     return Pairing("list paginate=false", api, raw)
+
+
+# The same reads through the second service, whose read cache is off (bench/stack.py).
+UNCACHED_GET = "GET, read cache off"
+UNCACHED_LIST = "list 1 page, cache off"
+
+
+def uncached_pairings(uncached: Client, fx: Fixture) -> list[Pairing]:
+    return [
+        get_one(uncached, fx, name=UNCACHED_GET),
+        list_page(uncached, fx, name=UNCACHED_LIST),
+    ]
 
 
 def pairings(client: Client, fx: Fixture, concurrency: int) -> list[Pairing]:

@@ -63,6 +63,10 @@ async def follow_forever(
             # Once per outage, not once per retry.
             if connected or failures == 0:
                 log.warning("changes feed lost", extra={"couch_db": db, "fault": str(exc)})
+        except Exception:
+            # A bug in a handler: the follower must not die with the cache still trusting
+            # it, so this too counts as a lost feed.
+            log.exception("changes feed handler failed", extra={"couch_db": db})
         connected = False
         handlers.lost()
         await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import aiohttp
 import yarl
 from aiohttp.client_middlewares import ClientHandlerType
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import fast_json
 
@@ -393,15 +394,20 @@ class CouchClient:
                     _expect(resp.status, body, (200,), f"GET /{db}/_changes")
                 if opened is not None:
                     opened()
-                async for line in resp.content:
+                while line := await resp.content.readline(max_line_length=MAX_FEED_LINE):
                     if not line.strip():
                         continue  # a heartbeat
                     row = _decode(line)
                     if not isinstance(row, dict) or "last_seq" in row:
                         return
                     yield row
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, HttpProcessingError) as exc:
             raise CouchUnreachable(f"GET /{db}/_changes: {type(exc).__name__}") from exc
+
+
+# A feed row with `include_docs` holds a whole doc: CouchDB 3 stores docs of up to 8 MB
+# by default (aiohttp's own line limit is 512 kB).
+MAX_FEED_LINE = 64 * 1024 * 1024
 
 
 class _AttemptCounter:

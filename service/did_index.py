@@ -16,8 +16,8 @@ its docs (`_all_docs`), then kept exact by
   the view-based check had — and set for good when the save succeeds.
 
 While an index is being built, or its feed is lost, `conflicts` answers None and the
-caller asks the view as before. Accounts too big for the memory bounds below are not
-indexed, nor more than `MAX_DATABASES` at once (least recently written first).
+caller asks the view as before. Only accounts written to repeatedly are indexed, at most
+`MAX_DATABASES` at once, and none too big for the memory bounds below.
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ MAX_DOCS = 2_000
 MAX_NUMBERS = 60_000
 MAX_DATABASES = 16
 TOO_BIG_SECONDS = 600.0
+# An account is indexed from its WRITES_BEFORE_INDEX-th write within the window; an index
+# gives its slot to another only after IDLE_SECONDS without writes.
+WRITES_BEFORE_INDEX = 3
+WRITES_WINDOW_SECONDS = 60.0
+IDLE_SECONDS = 60.0
+MAX_TRACKED_ACCOUNTS = 1_024
 HEARTBEAT_SECONDS = 1.0
 # Docs per `_all_docs` read while building.
 BUILD_SLICE = 200
@@ -54,6 +60,7 @@ BUILD_SLICE = 200
 @dataclass
 class _Index:
     db: str
+    used_at: float = 0.0  # time.monotonic() of the last write checked with it
     ready: bool = False
     # E.164 number -> ids of the stored docs that route it.
     owners: dict[str, set[str]] = field(default_factory=dict)
@@ -99,6 +106,8 @@ class DidIndex:
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
         # Databases found too big to index -> when that was found.
         self._too_big: dict[str, float] = {}
+        # Databases not indexed yet -> (writes seen, since when).
+        self._recent_writes: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def is_ready(self, db: str) -> bool:
         index = self._indexes.get(db)
@@ -150,21 +159,42 @@ class DidIndex:
     # -- building and following ----------------------------------------------------------
 
     def _index(self, db: str) -> _Index | None:
+        now = time.monotonic()
         found_too_big = self._too_big.get(db)
         if found_too_big is not None:
-            if time.monotonic() - found_too_big < TOO_BIG_SECONDS:
+            if now - found_too_big < TOO_BIG_SECONDS:
                 return None
             del self._too_big[db]
         index = self._indexes.get(db)
         if index is not None:
             self._indexes.move_to_end(db)
+            index.used_at = now
             return index
-        index = _Index(db)
+        # Building reads every doc of the account: worth it for an account written to
+        # again and again, not for each one written once.
+        if not self._written_often(db, now):
+            return None
+        if len(self._indexes) >= MAX_DATABASES:
+            oldest = next(iter(self._indexes.values()))
+            if now - oldest.used_at < IDLE_SECONDS:
+                return None
+            self._drop(oldest)
+        index = _Index(db, used_at=now)
         self._indexes[db] = index
         index.task = asyncio.create_task(self._follow(index), name=f"did-index {db}")
-        while len(self._indexes) > MAX_DATABASES:
-            self._drop(next(iter(self._indexes.values())))
         return index
+
+    def _written_often(self, db: str, now: float) -> bool:
+        count, since = self._recent_writes.pop(db, (0, now))
+        if now - since > WRITES_WINDOW_SECONDS:
+            count, since = 0, now
+        count += 1
+        if count >= WRITES_BEFORE_INDEX:
+            return True
+        self._recent_writes[db] = (count, since)
+        while len(self._recent_writes) > MAX_TRACKED_ACCOUNTS:
+            self._recent_writes.popitem(last=False)
+        return False
 
     async def _follow(self, index: _Index) -> None:
         build: asyncio.Task[None] | None = None

@@ -12,7 +12,8 @@ events. Here, what is cached is dropped
 * at once, by this process's own writes (`forget`): a client reads its own writes;
 * all of it, for a database whose feed is lost: nothing is served from memory unless
   its feed is open, since changes may have been missed meanwhile;
-* oldest first, past `max_bytes` of data or `max_dbs` followed databases.
+* oldest first, past `max_bytes` of data. At most `max_dbs` databases are followed; a
+  new one takes the slot of one unread for IDLE_SECONDS, or is not cached at all.
 
 A read that began before an invalidation is not stored (the generation check).
 Concurrent identical reads share one CouchDB request (a burst of `paginate=false` over a
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ T = TypeVar("T")
 
 # How often an idle feed says it is alive; three silent heartbeats mean it is lost.
 HEARTBEAT_SECONDS = 1.0
+# A followed database gives its slot to another only after this long unread.
+IDLE_SECONDS = 60.0
 # No single entry may take more than this share of the budget (a `paginate=false`
 # over a huge account is read, answered and forgotten).
 LARGEST_ENTRY_SHARE = 8
@@ -55,6 +59,7 @@ class _Entry:
 @dataclass
 class _Database:
     name: str
+    used_at: float = 0.0  # time.monotonic() of the last read
     docs: dict[str, _Entry] = field(default_factory=dict)
     pages: dict[str, _Entry] = field(default_factory=dict)
     pending: dict[Slot, asyncio.Future[Any]] = field(default_factory=dict)
@@ -108,7 +113,7 @@ class ReadCache:
         if not self.enabled:
             return await load()
         database = self._database(db)
-        if not database.following:
+        if database is None or not database.following:
             return await load()
         kind, key = slot
         entry = database.table(kind).get(key)
@@ -196,19 +201,27 @@ class ReadCache:
 
     # -- followed databases --------------------------------------------------------------
 
-    def _database(self, db: str) -> _Database:
+    def _database(self, db: str) -> _Database | None:
+        """The followed database, its feed started on first use; None when every slot
+        is taken by a database used within IDLE_SECONDS (then nothing is cached for it,
+        rather than opening and closing a feed for each read across many accounts)."""
+        now = time.monotonic()
         database = self._dbs.get(db)
         if database is not None:
             self._dbs.move_to_end(db)
+            database.used_at = now
             return database
-        database = _Database(db)
+        if len(self._dbs) >= self._max_dbs:
+            oldest = next(iter(self._dbs.values()))
+            if now - oldest.used_at < IDLE_SECONDS:
+                return None
+            self._drop(oldest)
+        database = _Database(db, used_at=now)
         self._dbs[db] = database
         database.task = asyncio.create_task(
             follow_forever(self._feeds, db, self._handlers(database), heartbeat=HEARTBEAT_SECONDS),
             name=f"read-cache-feed {db}",
         )
-        while len(self._dbs) > self._max_dbs:
-            self._drop(next(iter(self._dbs.values())))
         return database
 
     def _handlers(self, database: _Database) -> FeedHandlers:

@@ -395,6 +395,11 @@ class SchemaValidator:
 
     def validate(self, data: dict[str, Any]) -> ValidationResult:
         """Validate a copy of `data`; defaults come back only when it is valid."""
+        # The usual case, a valid body, needs one copy (the validator fills defaults in).
+        instance = copy.deepcopy(data)
+        errors = list(self._validator.iter_errors(instance))
+        if not errors:
+            return ValidationResult(value=instance)
         candidate = copy.deepcopy(data)
         while True:
             instance = copy.deepcopy(candidate)

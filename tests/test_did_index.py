@@ -50,8 +50,9 @@ async def _put(api: TestClient, account, doc: dict) -> Reply:  # type: ignore[no
 
 
 async def _indexed(api: TestClient, account) -> None:  # type: ignore[no-untyped-def]
-    """A first write starts the account's index; wait until it answers."""
-    assert (await _put(api, account, trunk([fresh_number()]))).status == 201
+    """Repeated writes start the account's index; wait until it answers."""
+    for _ in range(did_index.WRITES_BEFORE_INDEX):
+        assert (await _put(api, account, trunk([fresh_number()]))).status == 201
     index = _index(api)
     await until(lambda: now(index.is_ready(account.db)), f"the DID index of {account.db}")
 
@@ -145,7 +146,7 @@ async def test_a_lost_feed_drops_the_index_and_the_check_still_holds(instance, p
 async def test_an_account_too_big_for_memory_is_checked_through_the_view(
     instance, proxy, make_account, monkeypatch
 ):
-    monkeypatch.setattr(did_index, "MAX_DOCS", 5)
+    monkeypatch.setattr(did_index, "MAX_DOCS", 8)
     account = await make_account("Big")
     await _indexed(instance, account)
     numbers = [fresh_number() for _ in range(6)]
@@ -158,3 +159,17 @@ async def test_an_account_too_big_for_memory_is_checked_through_the_view(
     assert_kazoo_error(reply, 400, "validation error")
     assert _view_queries(proxy) > before
     assert not _index(instance).is_ready(account.db)
+
+
+async def test_a_doc_bigger_than_a_feed_line_limit_is_indexed(instance, proxy, make_account):
+    account = await make_account("Large")
+    await _indexed(instance, account)
+    number = fresh_number()
+    large = {**trunk([number]), "notes": "n" * 700_000}  # past aiohttp's 512 kB lines
+    assert (await _put(instance, account, large)).status == 201
+    index = _index(instance)
+    await asyncio.sleep(0.2)  # the feed row of the large doc arrives meanwhile
+    assert index.is_ready(account.db)
+    before = _view_queries(proxy)
+    assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
+    assert _view_queries(proxy) == before

@@ -243,3 +243,22 @@ async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(cached, pr
 
     await until(back, "the service to answer again", limit=15.0)
     await _following(cached, account.db)
+
+
+async def test_a_busy_slot_is_not_taken_by_another_account(proxy, make_account):
+    # One followed database: a second account does not evict the first one (which
+    # would open and close a feed per read across many accounts); it is read through.
+    api = await proxied_instance(proxy, read_cache_databases=1)
+    try:
+        first, second = await make_account("First"), await make_account("Second")
+        first_doc, second_doc = await _trunk(api, first), await _trunk(api, second)
+        await _warm(api, first, first_doc)
+        for _ in range(3):
+            for account, doc_id in ((first, first_doc), (second, second_doc)):
+                reply = await call(api, "GET", account.url(f"/{doc_id}"), token=account.token)
+                assert reply.status == 200
+        assert _requests_for(proxy, first_doc) <= 3  # the create's and the warm-up reads
+        assert _requests_for(proxy, second_doc) >= 4  # every read of it, plus the create
+        assert not api.server.app[SERVICES].reads.is_following(second.db)
+    finally:
+        await api.close()
