@@ -10,6 +10,7 @@ reconcilable).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 # (pattern, prefix): the E.164 form is prefix + the last group that matched, or the
@@ -28,6 +29,9 @@ NUMBERS_DB_PREFIX = "numbers/"
 _DB_PREFIX_LENGTH = 5
 
 
+# Every write normalises each of its DIDs several times (uniqueness, ownership,
+# assignment), and the same numbers come back write after write.
+@lru_cache(maxsize=65_536)
 def normalize(number: str) -> str:
     """E.164 with the NANP default (knm_converters:normalize/1)."""
     if number.startswith("+"):

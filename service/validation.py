@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 from jsonschema import Draft4Validator, validators
 from jsonschema.exceptions import ValidationError
 
@@ -94,7 +95,7 @@ def _properties_with_defaults(
             if not _default_applies(validator, subschema):
                 continue
             instance[name] = copy.deepcopy(subschema["default"])
-        yield from validator.descend(instance[name], subschema, path=name, schema_path=name)
+        yield from _descend_remembered(validator, instance[name], subschema, name, name)
 
 
 def _required_with_name(
@@ -139,7 +140,48 @@ def _pattern_properties_ascii(
     for key, value in list(instance.items()):
         for pattern, subschema in pattern_properties.items():
             if _regex(pattern).search(key):
-                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+                yield from _descend_remembered(validator, value, subschema, key, pattern)
+
+
+# Small objects repeat: a trunk's DIDs are mostly `{}`, servers share the same few
+# `auth`/`options` shapes, and each is validated (and given its defaults) the same way —
+# most of a 25-DID document's validation (issue #8). Validation is a pure function of
+# the subschema and the value, so a small valid object seen before gets its remembered,
+# defaulted form.
+_REMEMBERED_LIMIT = 4096
+_REMEMBERED_MAX_BYTES = 256
+# (id of the subschema, the value as JSON) -> (the subschema, the valid defaulted value).
+# The subschema is held so that its id cannot be reused by another while remembered.
+_remembered: dict[tuple[int, bytes], tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+
+def _descend_remembered(
+    validator: _Validator, value: Any, subschema: Mapping[str, Any], key: str, pattern: str
+) -> Iterator[ValidationError]:
+    """`validator.descend(value, subschema)`, from memory for a small valid object."""
+    blob = _small_object_json(value)
+    if blob is None:
+        yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+        return
+    known = _remembered.get((id(subschema), blob))
+    if known is not None and known[0] is subschema:
+        value.update(copy.deepcopy(known[1]))  # the defaults the validator would add
+        return
+    errors = list(validator.descend(value, subschema, path=key, schema_path=pattern))
+    if errors:
+        yield from errors
+    elif len(_remembered) < _REMEMBERED_LIMIT:
+        _remembered[(id(subschema), blob)] = (subschema, copy.deepcopy(value))
+
+
+def _small_object_json(value: Any) -> bytes | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        blob = orjson.dumps(value)
+    except TypeError:
+        return None
+    return blob if len(blob) <= _REMEMBERED_MAX_BYTES else None
 
 
 # Draft4Validator's type checker already agrees with jesse's is_type_valid/2:

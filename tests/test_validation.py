@@ -813,3 +813,27 @@ def test_input_is_never_mutated(validator: SchemaValidator, doc: dict[str, Any])
     if result.value is not None:
         assert result.value is not doc
         assert result.value["servers"][0] is not doc["servers"][0]
+
+
+def test_repeated_did_values_each_get_their_own_defaults_and_errors(
+    validator: SchemaValidator, strict_validator: SchemaValidator
+) -> None:
+    # Equal DID values are validated once and remembered (validation.py): each must
+    # still come out as a validation of its own would leave it.
+    dids = {"+14155550100": {}, "+14155550101": {}, "+14155550102": {"options": ["x"]}}
+    for _ in range(2):  # the second time, from memory
+        result = validator.validate({"servers": [server(DIDs=dict(dids))]})
+        assert result.ok and result.value is not None
+        got = result.value["servers"][0]["DIDs"]
+        assert got["+14155550100"] == {"force_outbound": False}
+        assert got["+14155550102"] == {"options": ["x"], "force_outbound": False}
+        got["+14155550100"]["force_outbound"] = True  # a caller's change stays its own
+        assert got["+14155550101"] == {"force_outbound": False}
+    bad = {"+14155550100": {"force_outbound": "maybe"}, "+14155550101": {"force_outbound": "maybe"}}
+    for _ in range(2):  # an invalid value is never remembered as valid
+        result = strict_validator.validate({"servers": [server(DIDs=bad)]})
+        assert not result.ok
+        assert set(result.errors) == {
+            "servers.0.DIDs.+14155550100.force_outbound",
+            "servers.0.DIDs.+14155550101.force_outbound",
+        }
