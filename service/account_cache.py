@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import fast_json
 from .change_feed import FeedHandlers, follow_forever
 from .couchdb import CouchClient
 
@@ -43,8 +43,14 @@ HEARTBEAT_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class _Entry:
-    doc: Json | None  # None: no such account (also worth remembering)
+    # The doc as JSON: each reader gets its own copy by decoding it, several times
+    # faster than copy.deepcopy (it was a tenth of a cached GET's CPU). None: no such
+    # account (also worth remembering).
+    raw: bytes | None
     fetched_at: float
+
+    def doc(self) -> Json | None:
+        return None if self.raw is None else dict(fast_json.loads(self.raw))
 
 
 class AccountCache:
@@ -82,11 +88,12 @@ class AccountCache:
         now = time.monotonic()
         if entry is not None and self._following and now - entry.fetched_at < self._ttl:
             self._entries.move_to_end(account_id)
-            return copy.deepcopy(entry.doc)
+            return entry.doc()
         generation = self._generation
         doc = await self._load(account_id)
         if self._following and generation == self._generation:
-            self._store(account_id, _Entry(copy.deepcopy(doc), now))
+            raw = None if doc is None else fast_json.dumps(doc)
+            self._store(account_id, _Entry(raw, now))
         return doc
 
     def invalidate(self, account_id: str) -> None:
