@@ -31,7 +31,7 @@ _DB_PREFIX_LENGTH = 5
 
 # Every write normalises each of its DIDs several times (uniqueness, ownership,
 # assignment), and the same numbers come back write after write.
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def normalize(number: str) -> str:
     """E.164 with the NANP default (knm_converters:normalize/1)."""
     if number.startswith("+"):
