@@ -9,6 +9,7 @@ again with a back-off — so a cache knows exactly when it may trust what it hol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ class FeedHandlers:
     # The feed is gone (CouchDB down, database deleted, connection cut): changes may be
     # missed until `opened` is called again.
     lost: Callable[[], None]
+
+
+async def wait_stopped(tasks: list[asyncio.Task[None]]) -> None:
+    """Waits for followers that were cancelled to finish (what `stop()` of a cache needs)."""
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def follow_forever(

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .change_feed import FeedHandlers, follow_forever
+from .change_feed import FeedHandlers, follow_forever, wait_stopped
 from .couchdb import CouchClient, CouchError
 from .dids import routed_numbers
 
@@ -295,9 +295,7 @@ class DidIndex:
         tasks = [index.task for index in self._indexes.values() if index.task is not None]
         for index in list(self._indexes.values()):
             self._drop(index)
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await wait_stopped(tasks)
 
 
 def _reset(index: _Index) -> None:

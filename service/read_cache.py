@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .change_feed import FeedHandlers, follow_forever
+from .change_feed import FeedHandlers, follow_forever, wait_stopped
 from .couchdb import CouchClient
 
 Json = dict[str, Any]
@@ -252,9 +252,7 @@ class ReadCache:
         tasks = [db.task for db in self._dbs.values() if db.task is not None]
         for database in list(self._dbs.values()):
             self._drop(database)
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await wait_stopped(tasks)
 
 
 class _LeaderCancelled(Exception):

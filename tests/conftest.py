@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from faultproxy import FaultProxy
+from instances import proxied_instance
 
 from service.accounts import AccountStore
 from service.app import create_app
@@ -158,3 +160,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     line = summary_line()
     if line:
         terminalreporter.write_line(line)
+
+
+@pytest_asyncio.fixture
+async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
+    """A FaultProxy in front of the suite's CouchDB, for one test (some modules keep one
+    for the whole module under the same name)."""
+    proxy = await FaultProxy(couch_url).start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest_asyncio.fixture
+async def proxied_api(proxy: FaultProxy) -> AsyncIterator[TestClient]:
+    """A service instance of its own that reaches CouchDB through `proxy`."""
+    client = await proxied_instance(proxy)
+    yield client
+    await client.close()

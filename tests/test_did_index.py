@@ -10,13 +10,11 @@ index and the view answers until it is rebuilt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call
-from instances import now, proxied_instance, until
+from instances import now, until
 from number_helpers import fresh_number, npan, trunk
 
 from service import did_index
@@ -25,20 +23,6 @@ from service.did_index import DidIndex
 from service.services import SERVICES
 
 LOOKUP_DID = "_view/lookup_did"
-
-
-@pytest_asyncio.fixture
-async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(couch_url).start()
-    yield proxy
-    await proxy.stop()
-
-
-@pytest_asyncio.fixture
-async def instance(proxy: FaultProxy) -> AsyncIterator[TestClient]:
-    client = await proxied_instance(proxy)
-    yield client
-    await client.close()
 
 
 def _index(api: TestClient) -> DidIndex:
@@ -61,14 +45,16 @@ def _view_queries(proxy: FaultProxy) -> int:
     return sum(1 for _method, path in proxy.seen if LOOKUP_DID in path)
 
 
-async def test_an_indexed_account_checks_dids_without_a_view_query(instance, proxy, make_account):
+async def test_an_indexed_account_checks_dids_without_a_view_query(
+    proxied_api, proxy, make_account
+):
     account = await make_account("Indexed")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     number = fresh_number()
     before = _view_queries(proxy)
 
-    first = await _put(instance, account, trunk([number, fresh_number()]))
-    again = await _put(instance, account, trunk(["1" + npan(number)]))
+    first = await _put(proxied_api, account, trunk([number, fresh_number()]))
+    again = await _put(proxied_api, account, trunk(["1" + npan(number)]))
 
     assert first.status == 201
     data = assert_kazoo_error(again, 400, "validation error")
@@ -76,100 +62,102 @@ async def test_an_indexed_account_checks_dids_without_a_view_query(instance, pro
     assert _view_queries(proxy) == before
 
 
-async def test_concurrent_writes_cannot_both_add_a_number(instance, make_account):
+async def test_concurrent_writes_cannot_both_add_a_number(proxied_api, make_account):
     account = await make_account("Racing")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     for _round in range(3):
         number = fresh_number()
         replies = await asyncio.gather(
-            *(_put(instance, account, trunk([number], name=f"racer {n}")) for n in range(8))
+            *(_put(proxied_api, account, trunk([number], name=f"racer {n}")) for n in range(8))
         )
         statuses = sorted(reply.status for reply in replies)
         assert statuses == [201] + [400] * 7, statuses
 
 
 async def test_a_doc_written_elsewhere_is_seen_and_its_removal_too(
-    instance, couch: CouchClient, make_account
+    proxied_api, couch: CouchClient, make_account
 ):
     account = await make_account("Elsewhere")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     number = fresh_number()
-    # KAZOO (or another instance) stores a trunk routing `number`, not through us.
-    holder = await _put(instance, account, trunk([]))
+    # KAZOO (or another proxied_api) stores a trunk routing `number`, not through us.
+    holder = await _put(proxied_api, account, trunk([]))
     stored = await couch.get_doc(account.db, holder.data["id"])
     stored["servers"] = trunk([npan(number)])["servers"]
     await couch.put_doc(account.db, stored)
-    index = _index(instance)
+    index = _index(proxied_api)
 
     async def routed() -> bool:
         return bool(index.conflicts(account.db, "probe", [number]))
 
     await until(routed, "the foreign write to reach the index")
     data = assert_kazoo_error(
-        await _put(instance, account, trunk([number])), 400, "validation error"
+        await _put(proxied_api, account, trunk([number])), 400, "validation error"
     )
     assert data[f"servers.0.DIDs.{number}"]["unique"]["cause"] == holder.data["id"]
 
     stored = await couch.get_doc(account.db, holder.data["id"])
     await couch.put_doc(account.db, {**stored, "pvt_deleted": True})
     await until(lambda: now(not index.conflicts(account.db, "probe", [number])), "the removal")
-    assert (await _put(instance, account, trunk([number]))).status == 201
+    assert (await _put(proxied_api, account, trunk([number]))).status == 201
 
 
-async def test_dids_of_a_disabled_server_are_free_as_in_lookup_did(instance, make_account):
+async def test_dids_of_a_disabled_server_are_free_as_in_lookup_did(proxied_api, make_account):
     account = await make_account("Disabled")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     number = fresh_number()
     parked = trunk([number])
     parked["servers"][0]["enabled"] = False
-    assert (await _put(instance, account, parked)).status == 201
-    assert (await _put(instance, account, trunk([number]))).status == 201
+    assert (await _put(proxied_api, account, parked)).status == 201
+    assert (await _put(proxied_api, account, trunk([number]))).status == 201
 
 
-async def test_a_lost_feed_drops_the_index_and_the_check_still_holds(instance, proxy, make_account):
+async def test_a_lost_feed_drops_the_index_and_the_check_still_holds(
+    proxied_api, proxy, make_account
+):
     account = await make_account("Outage")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     number = fresh_number()
-    assert (await _put(instance, account, trunk([number]))).status == 201
-    index = _index(instance)
+    assert (await _put(proxied_api, account, trunk([number]))).status == 201
+    index = _index(proxied_api)
 
     await proxy.go_down()
     await until(lambda: now(not index.is_ready(account.db)), "the index to be dropped")
     await proxy.come_up()
 
     # Right away (the view answers) and once rebuilt (memory answers): still refused.
-    assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
+    assert_kazoo_error(await _put(proxied_api, account, trunk([number])), 400, "validation error")
     await until(lambda: now(index.is_ready(account.db)), "the index to be rebuilt", limit=15.0)
-    assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
+    assert_kazoo_error(await _put(proxied_api, account, trunk([number])), 400, "validation error")
 
 
 async def test_an_account_too_big_for_memory_is_checked_through_the_view(
-    instance, proxy, make_account, monkeypatch
+    proxied_api, proxy, make_account, monkeypatch
 ):
     monkeypatch.setattr(did_index, "MAX_DOCS", 8)
     account = await make_account("Big")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     numbers = [fresh_number() for _ in range(6)]
     for number in numbers:
-        assert (await _put(instance, account, trunk([number]))).status == 201
-    assert not _index(instance).is_ready(account.db)
+        assert (await _put(proxied_api, account, trunk([number]))).status == 201
+    assert not _index(proxied_api).is_ready(account.db)
 
     before = _view_queries(proxy)
-    reply = await _put(instance, account, trunk([numbers[0]]))
+    reply = await _put(proxied_api, account, trunk([numbers[0]]))
     assert_kazoo_error(reply, 400, "validation error")
     assert _view_queries(proxy) > before
-    assert not _index(instance).is_ready(account.db)
+    assert not _index(proxied_api).is_ready(account.db)
 
 
-async def test_a_doc_bigger_than_a_feed_line_limit_is_indexed(instance, proxy, make_account):
+async def test_a_doc_bigger_than_a_feed_line_limit_is_indexed(proxied_api, proxy, make_account):
     account = await make_account("Large")
-    await _indexed(instance, account)
+    await _indexed(proxied_api, account)
     number = fresh_number()
     large = {**trunk([number]), "notes": "n" * 700_000}  # past aiohttp's 512 kB lines
-    assert (await _put(instance, account, large)).status == 201
-    index = _index(instance)
+    assert (await _put(proxied_api, account, large)).status == 201
+    index = _index(proxied_api)
     await asyncio.sleep(0.2)  # the feed row of the large doc arrives meanwhile
     assert index.is_ready(account.db)
     before = _view_queries(proxy)
-    assert_kazoo_error(await _put(instance, account, trunk([number])), 400, "validation error")
+    assert_kazoo_error(await _put(proxied_api, account, trunk([number])), 400, "validation error")
     assert _view_queries(proxy) == before

@@ -10,9 +10,7 @@ replication would (seen within the changes feed's latency), and by cutting Couch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call
@@ -20,20 +18,6 @@ from instances import PROMPTLY, now, proxied_instance, until
 
 from service.couchdb import CouchClient
 from service.services import SERVICES
-
-
-@pytest_asyncio.fixture
-async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(couch_url).start()
-    yield proxy
-    await proxy.stop()
-
-
-@pytest_asyncio.fixture
-async def cached(proxy: FaultProxy) -> AsyncIterator[TestClient]:
-    client = await proxied_instance(proxy)
-    yield client
-    await client.close()
 
 
 async def _following(api: TestClient, db: str) -> None:
@@ -63,14 +47,15 @@ async def _warm(api: TestClient, account, doc_id: str) -> Reply:  # type: ignore
 # -- served from memory ------------------------------------------------------------------
 
 
-async def test_a_repeated_get_does_not_reach_couchdb(cached, proxy, make_account):
+async def test_a_repeated_get_does_not_reach_couchdb(proxied_api, proxy, make_account):
     account = await make_account("Cached")
-    doc_id = await _trunk(cached, account)
-    first = await _warm(cached, account, doc_id)
+    doc_id = await _trunk(proxied_api, account)
+    first = await _warm(proxied_api, account, doc_id)
     before = _requests_for(proxy, doc_id)
 
     again = [
-        await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token) for _ in range(5)
+        await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token)
+        for _ in range(5)
     ]
 
     assert _requests_for(proxy, doc_id) == before
@@ -81,32 +66,34 @@ async def test_a_repeated_get_does_not_reach_couchdb(cached, proxy, make_account
         assert reply.headers["ETag"] == first.headers["ETag"]
 
 
-async def test_a_repeated_listing_does_not_reach_couchdb(cached, proxy, make_account):
+async def test_a_repeated_listing_does_not_reach_couchdb(proxied_api, proxy, make_account):
     account = await make_account("Listed")
-    ids = {await _trunk(cached, account, f"t{n}") for n in range(3)}
-    await _warm(cached, account, next(iter(ids)))
-    first = await call(cached, "GET", account.url(), token=account.token)
+    ids = {await _trunk(proxied_api, account, f"t{n}") for n in range(3)}
+    await _warm(proxied_api, account, next(iter(ids)))
+    first = await call(proxied_api, "GET", account.url(), token=account.token)
     before = _requests_for(proxy, "crossbar_listing")
 
-    again = await call(cached, "GET", account.url(), token=account.token)
+    again = await call(proxied_api, "GET", account.url(), token=account.token)
 
     assert _requests_for(proxy, "crossbar_listing") == before
     assert set(again.data) == set(first.data) == ids
     # Different paging is a different listing: it is read.
-    paged = await call(cached, "GET", account.url("?page_size=1"), token=account.token)
+    paged = await call(proxied_api, "GET", account.url("?page_size=1"), token=account.token)
     assert paged.data and len(paged.data) == 1 and "next_start_key" in paged.body
     assert _requests_for(proxy, "crossbar_listing") == before + 1
 
 
-async def test_concurrent_identical_listings_share_one_couchdb_read(cached, proxy, make_account):
+async def test_concurrent_identical_listings_share_one_couchdb_read(
+    proxied_api, proxy, make_account
+):
     account = await make_account("Burst")
-    ids = {await _trunk(cached, account, f"t{n}") for n in range(5)}
-    await _warm(cached, account, next(iter(ids)))
+    ids = {await _trunk(proxied_api, account, f"t{n}") for n in range(5)}
+    await _warm(proxied_api, account, next(iter(ids)))
     before = _requests_for(proxy, "crossbar_listing")
 
     replies = await asyncio.gather(
         *(
-            call(cached, "GET", account.url("?paginate=false"), token=account.token)
+            call(proxied_api, "GET", account.url("?paginate=false"), token=account.token)
             for _ in range(8)
         )
     )
@@ -155,49 +142,53 @@ async def test_memory_stays_within_the_budget(proxy, make_account):
 # -- never an old document ---------------------------------------------------------------
 
 
-async def test_own_writes_are_read_back_on_the_next_request(cached, make_account):
+async def test_own_writes_are_read_back_on_the_next_request(proxied_api, make_account):
     account = await make_account("Own")
-    doc_id = await _trunk(cached, account, "before")
-    await _warm(cached, account, doc_id)
-    listed = await call(cached, "GET", account.url(), token=account.token)
+    doc_id = await _trunk(proxied_api, account, "before")
+    await _warm(proxied_api, account, doc_id)
+    listed = await call(proxied_api, "GET", account.url(), token=account.token)
     assert listed.data == [doc_id]
 
     posted = await call(
-        cached, "POST", account.url(f"/{doc_id}"), data={"name": "posted"}, token=account.token
+        proxied_api, "POST", account.url(f"/{doc_id}"), data={"name": "posted"}, token=account.token
     )
     assert posted.status == 200
-    read = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+    read = await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token)
     assert read.data["name"] == "posted" and read.body["revision"] == posted.body["revision"]
 
     patched = await call(
-        cached, "PATCH", account.url(f"/{doc_id}"), data={"name": "patched"}, token=account.token
+        proxied_api,
+        "PATCH",
+        account.url(f"/{doc_id}"),
+        data={"name": "patched"},
+        token=account.token,
     )
-    read = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+    read = await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token)
     assert read.data["name"] == "patched" and read.body["revision"] == patched.body["revision"]
 
-    other = await _trunk(cached, account, "second")
-    listed = await call(cached, "GET", account.url(), token=account.token)
+    other = await _trunk(proxied_api, account, "second")
+    listed = await call(proxied_api, "GET", account.url(), token=account.token)
     assert set(listed.data) == {doc_id, other}
 
     assert (
-        await call(cached, "DELETE", account.url(f"/{doc_id}"), token=account.token)
+        await call(proxied_api, "DELETE", account.url(f"/{doc_id}"), token=account.token)
     ).status == 200
     assert_kazoo_error(
-        await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token),
+        await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token),
         404,
         "bad_identifier",
     )
-    listed = await call(cached, "GET", account.url(), token=account.token)
+    listed = await call(proxied_api, "GET", account.url(), token=account.token)
     assert listed.data == [other]
 
 
 async def test_a_change_made_straight_in_couchdb_is_seen_promptly(
-    cached, couch: CouchClient, make_account
+    proxied_api, couch: CouchClient, make_account
 ):
     account = await make_account("Elsewhere")
-    doc_id = await _trunk(cached, account, "before")
-    await _warm(cached, account, doc_id)
-    assert (await call(cached, "GET", account.url(), token=account.token)).data == [doc_id]
+    doc_id = await _trunk(proxied_api, account, "before")
+    await _warm(proxied_api, account, doc_id)
+    assert (await call(proxied_api, "GET", account.url(), token=account.token)).data == [doc_id]
 
     # As KAZOO, another instance or a replication would write it: not through `cached`.
     stored = await couch.get_doc(account.db, doc_id)
@@ -208,11 +199,11 @@ async def test_a_change_made_straight_in_couchdb_is_seen_promptly(
     await couch.put_doc(account.db, twin)
 
     async def changed() -> bool:
-        reply = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+        reply = await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token)
         return bool(reply.data["name"] == "changed elsewhere")
 
     async def listed() -> bool:
-        reply = await call(cached, "GET", account.url(), token=account.token)
+        reply = await call(proxied_api, "GET", account.url(), token=account.token)
         return set(reply.data) == {doc_id, twin["_id"]}
 
     waited = await until(changed, "the changed doc")
@@ -220,29 +211,31 @@ async def test_a_change_made_straight_in_couchdb_is_seen_promptly(
     assert waited < PROMPTLY
 
 
-async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(cached, proxy, make_account):
+async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(
+    proxied_api, proxy, make_account
+):
     account = await make_account("Outage")
-    doc_id = await _trunk(cached, account)
-    await _warm(cached, account, doc_id)
+    doc_id = await _trunk(proxied_api, account)
+    await _warm(proxied_api, account, doc_id)
 
     await proxy.go_down()
-    reads = cached.server.app[SERVICES].reads
+    reads = proxied_api.server.app[SERVICES].reads
     try:
         # The feed notices at once when the connection drops (within three heartbeats
         # when it silently hangs): from then on, every read asks CouchDB.
         await until(lambda: now(not reads.is_following(account.db)), "the feed to be lost")
         for path in (account.url(f"/{doc_id}"), account.url()):
-            reply = await call(cached, "GET", path, token=account.token)
+            reply = await call(proxied_api, "GET", path, token=account.token)
             assert_kazoo_error(reply, 503, "datastore_unreachable")
     finally:
         await proxy.come_up()
 
     async def back() -> bool:
-        reply = await call(cached, "GET", account.url(f"/{doc_id}"), token=account.token)
+        reply = await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token)
         return reply.status == 200
 
     await until(back, "the service to answer again", limit=15.0)
-    await _following(cached, account.db)
+    await _following(proxied_api, account.db)
 
 
 async def test_a_busy_slot_is_not_taken_by_another_account(proxy, make_account):
