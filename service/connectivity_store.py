@@ -40,6 +40,17 @@ PVT_TYPE = "sys_info"
 
 
 @dataclass(frozen=True)
+class DocView:
+    """What a GET answers for a live doc: its revision and public view, as JSON."""
+
+    revision: str
+    public: bytes
+
+    def size(self) -> int:
+        return len(self.public) + 120
+
+
+@dataclass(frozen=True)
 class Saved:
     """A stored doc as the API shows it, with the revision to report."""
 
@@ -136,6 +147,25 @@ class ConnectivityStore:
         if not isinstance(doc, dict) or not is_live_of_type(doc, PVT_TYPE):
             raise errors.bad_document_id(doc_id)
         return doc
+
+    async def load_view(self, db: str, doc_id: str) -> DocView:
+        """`load` as a GET shows it. Kept in the read cache rendered: a repeated GET
+        neither decodes the stored doc nor encodes its public view again."""
+        if not is_acceptable_doc_id(doc_id):
+            raise errors.bad_document_id(doc_id)
+
+        async def read() -> DocView:
+            try:
+                doc = fast_json.loads(await self.client.get_doc_bytes(db, doc_id))
+            except (DocumentNotFound, DatabaseNotFound):
+                raise errors.bad_document_id(doc_id) from None
+            if not isinstance(doc, dict) or not is_live_of_type(doc, PVT_TYPE):
+                raise errors.bad_document_id(doc_id)
+            return DocView(revision=doc["_rev"], public=fast_json.dumps(public_view(doc)))
+
+        if self.reads is None:
+            return await read()
+        return await self.reads.view(db, doc_id, read, DocView.size)
 
     # -- validation --------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ import hashlib
 import json
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from . import __version__, fast_json
@@ -69,12 +71,23 @@ def error_body(ctx: RequestContext | None, error: KazooError) -> Json:
     return body
 
 
+@dataclass(frozen=True)
+class RenderedJson:
+    """A `data` value already encoded (fast_json.dumps): written into the envelope as is."""
+
+    raw: bytes
+
+
 def render(ctx: RequestContext | None, body: Json, status: int) -> web.Response:
     """Serialises the envelope, honouring `pretty_print` and `jsonp` (§3.1)."""
     pretty = ctx is not None and (
         is_true(ctx.req_value("pretty_print"))
         or is_true(ctx.request.headers.get("X-Pretty-Print", ""))
     )
+    data = body.get("data")
+    if isinstance(data, RenderedJson):
+        # Indented output re-encodes it; otherwise orjson copies the bytes in.
+        body = {**body, "data": fast_json.loads(data.raw) if pretty else orjson.Fragment(data.raw)}
     if pretty:
         raw = json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8")
     else:

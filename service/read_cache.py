@@ -45,7 +45,9 @@ IDLE_SECONDS = 60.0
 # over a huge account is read, answered and forgotten).
 LARGEST_ENTRY_SHARE = 8
 
-DOC, PAGE = "doc", "page"
+# A doc as stored; what a GET shows of it (connectivity_store.DocView); a listing page.
+DOC, VIEW, PAGE = "doc", "view", "page"
+PER_DOC = (DOC, VIEW)
 # (kind, key): a doc id, or a listing's query as `page_key` spells it.
 Slot = tuple[str, str]
 
@@ -61,6 +63,7 @@ class _Database:
     name: str
     used_at: float = 0.0  # time.monotonic() of the last read
     docs: dict[str, _Entry] = field(default_factory=dict)
+    views: dict[str, _Entry] = field(default_factory=dict)
     pages: dict[str, _Entry] = field(default_factory=dict)
     pending: dict[Slot, asyncio.Future[Any]] = field(default_factory=dict)
     # Bumped by every invalidation: a read that saw an older value is not stored.
@@ -69,7 +72,7 @@ class _Database:
     task: asyncio.Task[None] | None = None
 
     def table(self, kind: str) -> dict[str, _Entry]:
-        return self.docs if kind == DOC else self.pages
+        return {DOC: self.docs, VIEW: self.views}.get(kind, self.pages)
 
 
 class ReadCache:
@@ -100,6 +103,12 @@ class ReadCache:
     async def doc(self, db: str, doc_id: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
         """The doc's JSON as CouchDB sent it; `load` reads it when it is not cached."""
         return await self._cached(db, (DOC, doc_id), load, len)
+
+    async def view(
+        self, db: str, doc_id: str, load: Callable[[], Awaitable[T]], size: Callable[[T], int]
+    ) -> T:
+        """What a GET of the doc answers, kept apart from the doc itself (shared)."""
+        return await self._cached(db, (VIEW, doc_id), load, size)
 
     async def page(
         self, db: str, key: str, load: Callable[[], Awaitable[T]], size: Callable[[T], int]
@@ -185,8 +194,9 @@ class ReadCache:
     def _changed(self, database: _Database, doc_id: str | None) -> None:
         database.generation += 1
         if doc_id is not None:
-            self._remove(database, DOC, doc_id)
-            database.pending.pop((DOC, doc_id), None)
+            for kind in PER_DOC:
+                self._remove(database, kind, doc_id)
+                database.pending.pop((kind, doc_id), None)
         for key in list(database.pages):
             self._remove(database, PAGE, key)
         for slot in [slot for slot in database.pending if slot[0] == PAGE]:
@@ -194,7 +204,7 @@ class ReadCache:
 
     def _clear(self, database: _Database) -> None:
         database.generation += 1
-        for kind in (DOC, PAGE):
+        for kind in (*PER_DOC, PAGE):
             for key in list(database.table(kind)):
                 self._remove(database, kind, key)
         database.pending.clear()

@@ -255,3 +255,18 @@ async def test_a_busy_slot_is_not_taken_by_another_account(proxy, make_account):
         assert not api.server.app[SERVICES].reads.is_following(second.db)
     finally:
         await api.close()
+
+
+async def test_a_get_from_memory_answers_what_couchdb_would(proxied_api, api, make_account):
+    account = await make_account("Same")
+    doc_id = await _trunk(proxied_api, account, "same ünïcode ☎")
+    await _warm(proxied_api, account, doc_id)
+    url = account.url(f"/{doc_id}")
+    # `api` has never read it: its answer comes from CouchDB.
+    fresh = await call(api, "GET", url, token=account.token)
+    remembered = await call(proxied_api, "GET", url, token=account.token)
+    pretty = await call(proxied_api, "GET", url + "?pretty_print=true", token=account.token)
+    assert remembered.data == fresh.data == pretty.data
+    assert remembered.data["name"] == "same ünïcode ☎"
+    assert remembered.body["revision"] == fresh.body["revision"] == pretty.body["revision"]
+    assert "\n  " in pretty.text and "\n" not in remembered.text

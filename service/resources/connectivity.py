@@ -13,8 +13,8 @@ from aiohttp import web
 from .. import conditional, listing
 from ..context import RequestContext, is_false
 from ..design_docs import ensure_design_docs
-from ..envelope import GET_EXPIRES, render, success_body
-from ..kazoo_doc import WriteContext, public_view
+from ..envelope import GET_EXPIRES, RenderedJson, render, success_body
+from ..kazoo_doc import WriteContext
 from ..kazoo_ids import account_db, encoded_account_db
 from ..services import SERVICES, Services
 
@@ -112,11 +112,12 @@ async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse
 
 
 async def _read(ctx: RequestContext, services: Services, doc_id: str) -> web.StreamResponse:
-    doc = await services.connectivity.load(_db(ctx), doc_id)
-    headers = {"ETag": conditional.etag(doc["_rev"]), "Expires": GET_EXPIRES}
-    if conditional.check_read(ctx, doc["_rev"]):
+    view = await services.connectivity.load_view(_db(ctx), doc_id)
+    headers = {"ETag": conditional.etag(view.revision), "Expires": GET_EXPIRES}
+    if conditional.check_read(ctx, view.revision):
         return web.Response(status=304, headers=headers)
-    response = render(ctx, success_body(ctx, public_view(doc), revision=doc["_rev"]), 200)
+    data = RenderedJson(view.public)
+    response = render(ctx, success_body(ctx, data, revision=view.revision), 200)
     response.headers.update(headers)
     return response
 
