@@ -10,7 +10,6 @@ included, and only then does aiohttp close whatever is left.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -83,7 +82,6 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, grace:
             log.error("cannot listen", extra={"host": host, "port": port, "reason": str(exc)})
             return False
         log.info("serving", extra={"url": f"http://{host}:{port}"})
-        _tune_garbage_collector()
         await _wait_for_stop_signal()
         log.info("shutting down", extra={"in_flight": tracker.count, "grace_seconds": grace})
         tracker.draining = True
@@ -96,16 +94,6 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, grace:
     finally:
         await runner.cleanup()
     return True
-
-
-def _tune_garbage_collector() -> None:
-    # What start-up built (schemas, compiled validators, modules) lives as long as the
-    # process: frozen, the collector stops scanning it. A request allocates hundreds of
-    # short-lived containers, so collecting after every 700 allocations (the default)
-    # ran several times per request; every 50,000 is ~5 % less CPU on a cached GET.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
 
 
 async def _wait_for_stop_signal() -> None:
