@@ -72,8 +72,9 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         yield
         await stop_view_check(app[VIEW_CHECK])
         await services.account_cache.stop()
-        await services.reads.stop()
-        await services.did_index.stop()
+        services.reads.stop()
+        services.did_index.stop()
+        await services.feeds.stop()
         await feeds.close()
         await client.close()
         await handle.close()

@@ -31,9 +31,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .change_feed import FeedHandlers, follow_forever, wait_stopped
+from .change_feed import FeedHandlers
 from .couchdb import CouchClient, CouchError
 from .dids import routed_numbers
+from .feed_hub import FeedHub, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ WRITES_BEFORE_INDEX = 3
 WRITES_WINDOW_SECONDS = 60.0
 IDLE_SECONDS = 60.0
 MAX_TRACKED_ACCOUNTS = 1_024
-HEARTBEAT_SECONDS = 1.0
 # Docs per `_all_docs` read while building.
 BUILD_SLICE = 200
 
@@ -70,7 +70,9 @@ class _Index:
     claims: dict[str, str] = field(default_factory=dict)
     # Feed rows that came while the view was being read, applied after it.
     pending: list[Json] | None = None
-    task: asyncio.Task[None] | None = None
+    subscription: Subscription | None = None
+    # Reading the docs after the feed opened (`_build`).
+    build: asyncio.Task[None] | None = None
 
     def set_doc(self, doc_id: str, revision: int, numbers: frozenset[str]) -> None:
         previous = self.docs.get(doc_id)
@@ -100,8 +102,8 @@ class _Index:
 
 
 class DidIndex:
-    def __init__(self, feeds: CouchClient, client: CouchClient) -> None:
-        self._feeds = feeds  # one held-open connection per indexed database
+    def __init__(self, feeds: FeedHub, client: CouchClient) -> None:
+        self._feeds = feeds
         self._client = client
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
         # Databases found too big to index -> when that was found.
@@ -181,7 +183,7 @@ class DidIndex:
             self._drop(oldest)
         index = _Index(db, used_at=now)
         self._indexes[db] = index
-        index.task = asyncio.create_task(self._follow(index), name=f"did-index {db}")
+        index.subscription = self._feeds.subscribe(db, self._handlers(index), include_docs=True)
         return index
 
     def _written_often(self, db: str, now: float) -> bool:
@@ -196,14 +198,13 @@ class DidIndex:
             self._recent_writes.popitem(last=False)
         return False
 
-    async def _follow(self, index: _Index) -> None:
-        build: asyncio.Task[None] | None = None
-
+    def _handlers(self, index: _Index) -> FeedHandlers:
         def opened() -> None:
-            nonlocal build
-            # Rows from now on wait until the view has been read, then apply on top.
+            # Rows from now on wait until the docs have been read, then apply on top.
             index.pending = []
-            build = asyncio.create_task(self._build(index), name=f"did-index build {index.db}")
+            index.build = asyncio.create_task(
+                self._build(index), name=f"did-index build {index.db}"
+            )
 
         def changed(row: Json) -> None:
             if index.pending is not None:
@@ -215,19 +216,7 @@ class DidIndex:
                 if self._over_bounds(index):
                     self._give_up(index)
 
-        def lost() -> None:
-            if build is not None:
-                build.cancel()
-            _reset(index)
-
-        handlers = FeedHandlers(opened=opened, changed=changed, lost=lost)
-        try:
-            await follow_forever(
-                self._feeds, index.db, handlers, heartbeat=HEARTBEAT_SECONDS, include_docs=True
-            )
-        finally:
-            if build is not None:
-                build.cancel()
+        return FeedHandlers(opened=opened, changed=changed, lost=lambda: _reset(index))
 
     async def _build(self, index: _Index) -> None:
         try:
@@ -288,17 +277,19 @@ class DidIndex:
     def _drop(self, index: _Index) -> None:
         self._indexes.pop(index.db, None)
         _reset(index)
-        if index.task is not None:
-            index.task.cancel()
+        if index.subscription is not None:
+            self._feeds.unsubscribe(index.subscription)
+            index.subscription = None
 
-    async def stop(self) -> None:
-        tasks = [index.task for index in self._indexes.values() if index.task is not None]
+    def stop(self) -> None:
         for index in list(self._indexes.values()):
             self._drop(index)
-        await wait_stopped(tasks)
 
 
 def _reset(index: _Index) -> None:
+    if index.build is not None:
+        index.build.cancel()
+        index.build = None
     index.ready = False
     index.pending = None
     index.owners.clear()

@@ -31,14 +31,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .change_feed import FeedHandlers, follow_forever, wait_stopped
-from .couchdb import CouchClient
+from .change_feed import FeedHandlers
+from .feed_hub import FeedHub, Subscription
 
 Json = dict[str, Any]
 T = TypeVar("T")
 
-# How often an idle feed says it is alive; three silent heartbeats mean it is lost.
-HEARTBEAT_SECONDS = 1.0
 # A followed database gives its slot to another only after this long unread.
 IDLE_SECONDS = 60.0
 # No single entry may take more than this share of the budget (a `paginate=false`
@@ -69,15 +67,14 @@ class _Database:
     # Bumped by every invalidation: a read that saw an older value is not stored.
     generation: int = 0
     following: bool = False
-    task: asyncio.Task[None] | None = None
+    subscription: Subscription | None = None
 
     def table(self, kind: str) -> dict[str, _Entry]:
         return {DOC: self.docs, VIEW: self.views}.get(kind, self.pages)
 
 
 class ReadCache:
-    def __init__(self, feeds: CouchClient, *, max_bytes: int, max_dbs: int) -> None:
-        # Its own client: each followed database holds one connection open.
+    def __init__(self, feeds: FeedHub, *, max_bytes: int, max_dbs: int) -> None:
         self._feeds = feeds
         self._max_bytes = max_bytes
         self._max_dbs = max_dbs
@@ -228,9 +225,8 @@ class ReadCache:
             self._drop(oldest)
         database = _Database(db, used_at=now)
         self._dbs[db] = database
-        database.task = asyncio.create_task(
-            follow_forever(self._feeds, db, self._handlers(database), heartbeat=HEARTBEAT_SECONDS),
-            name=f"read-cache-feed {db}",
+        database.subscription = self._feeds.subscribe(
+            db, self._handlers(database), include_docs=False
         )
         return database
 
@@ -255,14 +251,13 @@ class ReadCache:
         database.following = False
         self._clear(database)
         self._dbs.pop(database.name, None)
-        if database.task is not None:
-            database.task.cancel()
+        if database.subscription is not None:
+            self._feeds.unsubscribe(database.subscription)
+            database.subscription = None
 
-    async def stop(self) -> None:
-        tasks = [db.task for db in self._dbs.values() if db.task is not None]
+    def stop(self) -> None:
         for database in list(self._dbs.values()):
             self._drop(database)
-        await wait_stopped(tasks)
 
 
 class _LeaderCancelled(Exception):

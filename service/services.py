@@ -14,6 +14,7 @@ from .connectivity_store import ConnectivityStore
 from .couchdb import CouchClient
 from .did_guard import DidGuard
 from .did_index import DidIndex
+from .feed_hub import FeedHub
 from .number_store import NumberStore
 from .phone_numbers import PhoneNumbers
 from .rate_limit import FailureLimiter
@@ -21,6 +22,9 @@ from .read_cache import ReadCache
 from .revocation import RevocationList
 from .token_cache import VerifiedTokens
 from .validation import SchemaValidator, schema_path
+
+# How often an idle feed says it is alive; three silent heartbeats mean it is lost.
+FEED_HEARTBEAT_SECONDS = 1.0
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Services:
     reads: ReadCache
     # Which trunk routes which number, per account written to (did_index.py).
     did_index: DidIndex
+    # The account databases' changes feeds both of them follow.
+    feeds: FeedHub
 
     @classmethod
     def build(
@@ -51,14 +57,15 @@ class Services:
         validator: SchemaValidator,
         feeds: CouchClient,
     ) -> Services:
-        """`feeds`: a client of its own for the read cache's changes feeds."""
+        """`feeds`: a client of its own for the caches' changes feeds."""
         accounts = AccountStore(client)
+        hub = FeedHub(feeds, heartbeat=FEED_HEARTBEAT_SECONDS)
         reads = ReadCache(
-            feeds,
+            hub,
             max_bytes=settings.read_cache_mb * 1024 * 1024,
             max_dbs=settings.read_cache_databases,
         )
-        did_index = DidIndex(feeds, client)
+        did_index = DidIndex(hub, client)
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
@@ -87,6 +94,7 @@ class Services:
             tokens=VerifiedTokens(),
             reads=reads,
             did_index=did_index,
+            feeds=hub,
         )
 
 

@@ -161,3 +161,23 @@ async def test_a_doc_bigger_than_a_feed_line_limit_is_indexed(proxied_api, proxy
     before = _view_queries(proxy)
     assert_kazoo_error(await _put(proxied_api, account, trunk([number])), 400, "validation error")
     assert _view_queries(proxy) == before
+
+
+async def test_the_read_cache_and_the_index_share_one_feed(proxied_api, proxy, make_account):
+    account = await make_account("Shared")
+    doc_id = str((await _put(proxied_api, account, trunk([fresh_number()]))).data["id"])
+    url = account.url(f"/{doc_id}")
+    reads = proxied_api.server.app[SERVICES].reads
+    await call(proxied_api, "GET", url, token=account.token)
+    await until(lambda: now(reads.is_following(account.db)), "the read cache's feed")
+    await _indexed(proxied_api, account)  # reopens the feed with docs, once
+
+    for _ in range(3):
+        assert (await _put(proxied_api, account, trunk([fresh_number()]))).status == 201
+        assert (await call(proxied_api, "GET", url, token=account.token)).status == 200
+
+    feeds = [path for _m, path in proxy.seen if "/_changes" in path and "account%2F" in path]
+    opened_here = [path for path in feeds if account.db.replace("/", "%2F") in path]
+    assert len(opened_here) == 2, opened_here  # without docs, then with them
+    assert "include_docs=true" in opened_here[-1]
+    assert reads.is_following(account.db) and _index(proxied_api).is_ready(account.db)
