@@ -152,7 +152,8 @@ class DidIndex:
         """`doc` (None: deleted) is now stored: its numbers are routed from now on."""
         index = self._indexes.get(db)
         if index is not None and index.ready:
-            revision = _revision_number(doc.get("_rev") if doc else None)
+            # A doc removed for good has no revision to compare: its entry just goes.
+            revision = _revision_number(doc.get("_rev")) if doc else _REMOVED
             index.set_doc(doc_id, revision, routed_numbers(doc))
             if self._over_bounds(index):
                 self._give_up(index)
@@ -295,6 +296,10 @@ def _reset(index: _Index) -> None:
     index.owners.clear()
     index.docs.clear()
     index.claims.clear()
+
+
+# Above any revision number a doc can have.
+_REMOVED = 1 << 62
 
 
 def _revision_number(rev: Any) -> int:

@@ -144,12 +144,14 @@ class ReadCache:
         database.pending[slot] = shared
         try:
             value = await load()
-        except asyncio.CancelledError:
-            shared.cancel()
-            raise
         except Exception as exc:
             shared.set_exception(exc)
             shared.exception()  # retrieved: nobody may be waiting, and that is fine
+            raise
+        except BaseException:
+            # Cancelled (or the process is going down): those who joined read for
+            # themselves rather than wait forever.
+            shared.cancel()
             raise
         finally:
             if database.pending.get(slot) is shared:

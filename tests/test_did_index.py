@@ -181,3 +181,16 @@ async def test_the_read_cache_and_the_index_share_one_feed(proxied_api, proxy, m
     assert len(opened_here) == 2, opened_here  # without docs, then with them
     assert "include_docs=true" in opened_here[-1]
     assert reads.is_following(account.db) and _index(proxied_api).is_ready(account.db)
+
+
+async def test_a_number_is_free_again_right_after_a_hard_delete(proxied_api, make_account):
+    account = await make_account("Hard")
+    await _indexed(proxied_api, account)
+    index, number = _index(proxied_api), fresh_number()
+    # What the store tells the index after its writes, without waiting for the feed
+    # (which would repair it a moment later): saved at revision 3, then removed for good.
+    stored = {"_id": "hard", "_rev": "3-abc", "pvt_type": "sys_info", **trunk([number])}
+    index.saved(account.db, "hard", stored)
+    assert index.conflicts(account.db, "other", [number]) == {number: "hard"}
+    index.saved(account.db, "hard", None)
+    assert index.conflicts(account.db, "other", [number]) == {}
