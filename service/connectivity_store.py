@@ -133,20 +133,12 @@ class ConnectivityStore:
         """The stored doc, or 404 `bad_identifier` if missing, soft-deleted or not ours."""
         if not is_acceptable_doc_id(doc_id):
             raise errors.bad_document_id(doc_id)
-        try:
-            if self.reads is None:
-                doc = await self.client.get_doc(db, doc_id)
-            else:
-                raw = await self.reads.doc(
-                    db, doc_id, lambda: self.client.get_doc_bytes(db, doc_id)
-                )
-                # A fresh copy each time: callers change the doc they are given.
-                doc = fast_json.loads(raw)
-        except (DocumentNotFound, DatabaseNotFound):
-            raise errors.bad_document_id(doc_id) from None
-        if not isinstance(doc, dict) or not is_live_of_type(doc, PVT_TYPE):
-            raise errors.bad_document_id(doc_id)
-        return doc
+        if self.reads is None:
+            raw = await self._read(db, doc_id)
+        else:
+            raw = await self.reads.doc(db, doc_id, lambda: self._read(db, doc_id))
+        # Decoded for each caller: callers change the doc they are given.
+        return _live(fast_json.loads(raw), doc_id)
 
     async def load_view(self, db: str, doc_id: str) -> DocView:
         """`load` as a GET shows it. Kept in the read cache rendered: a repeated GET
@@ -154,18 +146,19 @@ class ConnectivityStore:
         if not is_acceptable_doc_id(doc_id):
             raise errors.bad_document_id(doc_id)
 
-        async def read() -> DocView:
-            try:
-                doc = fast_json.loads(await self.client.get_doc_bytes(db, doc_id))
-            except (DocumentNotFound, DatabaseNotFound):
-                raise errors.bad_document_id(doc_id) from None
-            if not isinstance(doc, dict) or not is_live_of_type(doc, PVT_TYPE):
-                raise errors.bad_document_id(doc_id)
+        async def view() -> DocView:
+            doc = _live(fast_json.loads(await self._read(db, doc_id)), doc_id)
             return DocView(revision=doc["_rev"], public=fast_json.dumps(public_view(doc)))
 
         if self.reads is None:
-            return await read()
-        return await self.reads.view(db, doc_id, read, DocView.size)
+            return await view()
+        return await self.reads.view(db, doc_id, view, DocView.size)
+
+    async def _read(self, db: str, doc_id: str) -> bytes:
+        try:
+            return await self.client.get_doc_bytes(db, doc_id)
+        except (DocumentNotFound, DatabaseNotFound):
+            raise errors.bad_document_id(doc_id) from None
 
     # -- validation --------------------------------------------------------------------
 
@@ -289,6 +282,13 @@ class ConnectivityStore:
     def _forget(self, db: str, doc_id: str) -> None:
         if self.reads is not None:
             self.reads.forget(db, doc_id)
+
+
+def _live(doc: Any, doc_id: str) -> Json:
+    """`doc` if the API may show it as a connectivity doc, else 404 `bad_identifier`."""
+    if not isinstance(doc, dict) or not is_live_of_type(doc, PVT_TYPE):
+        raise errors.bad_document_id(doc_id)
+    return doc
 
 
 def force_realm(doc: Json, realm: str | None) -> None:

@@ -100,14 +100,14 @@ class DidGuard:
         is not refused for a duplicate someone else made since (KAZOO checks nothing).
         It also spares the lookup — the dearest part of a write — for most updates.
         """
-        kept = {did.e164 for did in dids_of(before)}
+        dids = dids_of(doc)
         doc_id = str(doc["_id"])
-        added = {did.e164 for did in dids_of(doc)} - kept
+        added = {did.e164 for did in dids} - {did.e164 for did in dids_of(before)}
         taken = self.index.conflicts(db, doc_id, added) if self.index is not None else None
         if taken is None:
-            taken = await self._routed_by_other_docs(db, doc, kept)
-        found = as_validation_errors(duplicates_against(doc, taken))
-        found.update(as_validation_errors(duplicates_within(doc)))
+            taken = await self._routed_by_other_docs(db, doc_id, added)
+        found = as_validation_errors(duplicates_against(dids, taken))
+        found.update(as_validation_errors(duplicates_within(dids)))
         if found:
             raise errors.validation_error(found)
         if self.index is not None:
@@ -140,16 +140,16 @@ class DidGuard:
             # prepends each one, so the message lists them in descending order.
             raise errors.unauthorized_numbers(sorted(refused, reverse=True))
 
-    async def _routed_by_other_docs(self, db: str, doc: Json, kept: set[str]) -> dict[str, str]:
-        """E.164 number -> id of another live connectivity doc that routes it, for the
-        numbers of `doc` that are not in `kept`."""
-        spellings = sorted(
-            {raw for did in dids_of(doc) if did.e164 not in kept for raw in raw_spellings(did.e164)}
-        )
+    async def _routed_by_other_docs(
+        self, db: str, doc_id: str, numbers: set[str]
+    ) -> dict[str, str]:
+        """E.164 number -> id of another live connectivity doc than `doc_id` that routes
+        it, for `numbers` (read from `lookup_did`)."""
+        spellings = sorted({raw for e164 in numbers for raw in raw_spellings(e164)})
         taken: dict[str, str] = {}
         for start in range(0, len(spellings), _KEYS_PER_QUERY):
             for row in await self._lookup_did(db, spellings[start : start + _KEYS_PER_QUERY]):
-                if row.get("id") != doc.get("_id"):
+                if row.get("id") != doc_id:
                     taken.setdefault(normalize(row["key"]), row["id"])
         return taken
 

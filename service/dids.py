@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .kazoo_doc import is_live_of_type
 from .numbers import is_reconcilable, normalize
 
 Json = dict[str, Any]
@@ -81,11 +82,12 @@ class Duplicate:
         }
 
 
-def duplicates_within(doc: Json) -> list[Duplicate]:
-    """Every occurrence after the first of the same E.164 number inside one document."""
+def duplicates_within(dids: list[Did]) -> list[Duplicate]:
+    """Every occurrence after the first of the same E.164 number among one document's
+    DIDs (`dids_of`)."""
     first_seen: dict[str, Did] = {}
     duplicates = []
-    for did in dids_of(doc):
+    for did in dids:
         first = first_seen.setdefault(did.e164, did)
         if first is not did:
             duplicates.append(
@@ -98,14 +100,14 @@ def duplicates_within(doc: Json) -> list[Duplicate]:
     return duplicates
 
 
-def duplicates_against(doc: Json, taken: dict[str, str]) -> list[Duplicate]:
+def duplicates_against(dids: list[Did], taken: dict[str, str]) -> list[Duplicate]:
     """Occurrences of numbers that other documents already route.
 
     `taken` maps an E.164 number to the id of the other connectivity doc (what
     `lookup_did` tells; its rows do not say which server).
     """
     duplicates = []
-    for did in dids_of(doc):
+    for did in dids:
         other_id = taken.get(did.e164)
         if other_id is None:
             continue
@@ -125,21 +127,12 @@ def routed_numbers(doc: Json | None) -> frozenset[str]:
     The view's own rules: live `sys_info` docs only, and no server whose `enabled` is
     false in JavaScript's loose sense (`srv.enabled == false`).
     """
-    if not isinstance(doc, dict) or doc.get("pvt_type") != "sys_info" or doc.get("pvt_deleted"):
+    if not isinstance(doc, dict) or doc.get("_deleted") or not is_live_of_type(doc, "sys_info"):
         return frozenset()
-    if doc.get("_deleted"):
-        return frozenset()
-    servers = doc.get("servers")
-    if not isinstance(servers, list):
-        return frozenset()
-    found = set()
-    for server in servers:
-        if not isinstance(server, dict) or _loosely_false(server.get("enabled", None)):
-            continue
-        dids = server.get("DIDs")
-        if isinstance(dids, dict):
-            found.update(normalize(key) for key in dids)
-    return frozenset(found)
+    servers = doc["servers"] if isinstance(doc.get("servers"), list) else []
+    return frozenset(
+        did.e164 for did in dids_of(doc) if not _loosely_false(servers[did.server].get("enabled"))
+    )
 
 
 def _loosely_false(value: Any) -> bool:

@@ -70,7 +70,9 @@ class _Database:
     subscription: Subscription | None = None
 
     def table(self, kind: str) -> dict[str, _Entry]:
-        return {DOC: self.docs, VIEW: self.views}.get(kind, self.pages)
+        if kind == DOC:
+            return self.docs
+        return self.views if kind == VIEW else self.pages
 
 
 class ReadCache:

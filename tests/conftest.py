@@ -162,10 +162,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(line)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(scope="module")
 async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
-    """A FaultProxy in front of the suite's CouchDB, for one test (some modules keep one
-    for the whole module under the same name)."""
+    """A FaultProxy in front of the suite's CouchDB, one per test module: a test that
+    takes it down brings it back, and counts requests from where it starts."""
     proxy = await FaultProxy(couch_url).start()
     yield proxy
     await proxy.stop()

@@ -31,7 +31,12 @@ async def now(value: bool) -> bool:
     return value
 
 
-async def proxied_instance(proxy: FaultProxy, **settings: Any) -> TestClient:
-    client = TestClient(TestServer(create_app(Settings(couch_url=proxy.url, **settings))))
+async def instance_for(couch_url: str, **settings: Any) -> TestClient:
+    """A started service instance of its own on `couch_url`, with these settings."""
+    client = TestClient(TestServer(create_app(Settings(couch_url=couch_url, **settings))))
     await client.start_server()
     return client
+
+
+async def proxied_instance(proxy: FaultProxy, **settings: Any) -> TestClient:
+    return await instance_for(proxy.url, **settings)

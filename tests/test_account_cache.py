@@ -49,13 +49,6 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, limit: float =
 
 
 @pytest_asyncio.fixture(scope="module")
-async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(couch_url).start()
-    yield proxy
-    await proxy.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
 async def other_api(proxy: FaultProxy) -> AsyncIterator[TestClient]:
     """A second instance whose cache never expires, reaching CouchDB through a proxy."""
     client = await _started(Settings(couch_url=proxy.url, account_cache_seconds=NEVER_EXPIRES))

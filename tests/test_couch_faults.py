@@ -25,13 +25,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
-from conftest import settings_for
+from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import assert_kazoo_error, call
+from instances import instance_for
 from reliability import FIGURES, unique_trunk
 
-from service.app import create_app
 from service.couchdb import CouchClient, DocumentNotFound
 from service.kazoo_ids import new_id
 
@@ -39,22 +38,9 @@ SLOW_COUCH_TIMEOUT = 1.0
 
 
 @pytest_asyncio.fixture(scope="module")
-async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(couch_url).start()
-    yield proxy
-    await proxy.stop()
-
-
-async def _client_for(url: str, **overrides: object) -> TestClient:
-    client = TestClient(TestServer(create_app(settings_for(url, **overrides))))
-    await client.start_server()
-    return client
-
-
-@pytest_asyncio.fixture(scope="module")
 async def faulty(proxy: FaultProxy) -> AsyncIterator[TestClient]:
     """A service instance whose CouchDB traffic goes through the fault proxy."""
-    client = await _client_for(proxy.url)
+    client = await instance_for(proxy.url)
     yield client
     await client.close()
 
@@ -62,7 +48,7 @@ async def faulty(proxy: FaultProxy) -> AsyncIterator[TestClient]:
 @pytest_asyncio.fixture(scope="module")
 async def slow(proxy: FaultProxy) -> AsyncIterator[TestClient]:
     """The same, with a short CouchDB timeout (CONNECTIVITY_COUCH_TIMEOUT)."""
-    client = await _client_for(proxy.url, couch_timeout=SLOW_COUCH_TIMEOUT)
+    client = await instance_for(proxy.url, couch_timeout=SLOW_COUCH_TIMEOUT)
     yield client
     await client.close()
 
@@ -99,7 +85,7 @@ async def _assert_absent(api: TestClient, couch: CouchClient, account, doc_id: s
 async def test_couchdb_down_at_start_up(couch_url, master, caplog):
     down = await FaultProxy(couch_url).start()
     await down.go_down()
-    api = await _client_for(down.url)
+    api = await instance_for(down.url)
     try:
         alive = await call(api, "GET", "/__lbheartbeat__")
         assert alive.status == 200

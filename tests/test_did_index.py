@@ -122,8 +122,10 @@ async def test_a_lost_feed_drops_the_index_and_the_check_still_holds(
     index = _index(proxied_api)
 
     await proxy.go_down()
-    await until(lambda: now(not index.is_ready(account.db)), "the index to be dropped")
-    await proxy.come_up()
+    try:
+        await until(lambda: now(not index.is_ready(account.db)), "the index to be dropped")
+    finally:
+        await proxy.come_up()
 
     # Right away (the view answers) and once rebuilt (memory answers): still refused.
     assert_kazoo_error(await _put(proxied_api, account, trunk([number])), 400, "validation error")

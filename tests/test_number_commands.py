@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
-from conftest import settings_for
+from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import call
+from instances import proxied_instance
 from number_helpers import (
     copy_doc,
     fresh_number,
@@ -28,7 +28,6 @@ from number_helpers import (
     trunk,
 )
 
-from service.app import create_app
 from service.kazoo_ids import new_id, now_gregorian
 from service.number_reconcile import NumberReconciler
 
@@ -153,16 +152,8 @@ async def test_ensure_numbers_repairs_usage_and_copies_and_reports_duplicates(
 
 
 @pytest_asyncio.fixture(scope="module")
-async def proxy(couch_url: str) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(couch_url).start()
-    yield proxy
-    await proxy.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
 async def faulty(proxy: FaultProxy) -> AsyncIterator[TestClient]:
-    client = TestClient(TestServer(create_app(settings_for(proxy.url))))
-    await client.start_server()
+    client = await proxied_instance(proxy)
     yield client
     await client.close()
 

@@ -103,6 +103,15 @@ async def seed_kazoo(kazoo: KazooCouch, db: str, docs: list[Json]) -> dict[str, 
     return stored
 
 
+async def migrate_from_kazoo(
+    couch: CouchClient, couch_url: str, kazoo: KazooCouch, db: str, docs: list[Json]
+) -> dict[str, Json]:
+    """Docs written on KAZOO's side, then pulled into ours: returns them as `seed_kazoo`."""
+    seeded = await seed_kazoo(kazoo, db, docs)
+    await pull_from_kazoo(couch, couch_url, kazoo, db)
+    return seeded
+
+
 def changed_paths(before: Any, after: Any, path: str = "") -> dict[str, tuple[Any, Any]]:
     """Every dotted path (0-based array positions) whose value differs, with both values."""
     if isinstance(before, dict) and isinstance(after, dict):
@@ -137,10 +146,8 @@ async def test_kazoo_documents_replicated_in_are_listed_and_returned_as_stored(
     api, couch, couch_url, kazoo, make_account
 ):
     account = await make_account("Migrated from KAZOO")
-    seeded = await seed_kazoo(
-        kazoo, account.db, kazoo_trunks(account.id, account.realm, STALE_ACCOUNT_DB)
-    )
-    await pull_from_kazoo(couch, couch_url, kazoo, account.db)
+    trunks = kazoo_trunks(account.id, account.realm, STALE_ACCOUNT_DB)
+    seeded = await migrate_from_kazoo(couch, couch_url, kazoo, account.db, trunks)
 
     listed = await call(api, "GET", account.url(), token=account.token)
     assert listed.status == 200
@@ -170,10 +177,8 @@ async def test_updates_keep_every_field_kazoo_would_keep(
     api, couch, couch_url, kazoo, make_account
 ):
     account = await make_account("Updated after migration")
-    seeded = await seed_kazoo(
-        kazoo, account.db, kazoo_trunks(account.id, account.realm, STALE_ACCOUNT_DB)
-    )
-    await pull_from_kazoo(couch, couch_url, kazoo, account.db)
+    trunks = kazoo_trunks(account.id, account.realm, STALE_ACCOUNT_DB)
+    seeded = await migrate_from_kazoo(couch, couch_url, kazoo, account.db, trunks)
     ip_id, monster_id, legacy_id = list(seeded)
 
     # The fields KAZOO itself changes on a POST of the unchanged public view: the save
@@ -257,8 +262,8 @@ async def test_documents_go_back_out_to_kazoo_in_kazoos_shape(
     api, couch, couch_url, kazoo, make_account
 ):
     account = await make_account("Replicated back")
-    seeded = await seed_kazoo(kazoo, account.db, [legacy_trunk(account.id, account.realm)])
-    await pull_from_kazoo(couch, couch_url, kazoo, account.db)
+    trunks = [legacy_trunk(account.id, account.realm)]
+    seeded = await migrate_from_kazoo(couch, couch_url, kazoo, account.db, trunks)
     (legacy_id,) = seeded
     await call(
         api,

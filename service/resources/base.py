@@ -20,3 +20,14 @@ class Resource(Protocol):
         ...
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse: ...
+
+
+def collection_or_item(
+    args: list[str], collection: tuple[str, ...], item: tuple[str, ...]
+) -> tuple[str, ...] | None:
+    """The verbs of `/resource` (no args) or `/resource/{id}`; None for any deeper path."""
+    if not args:
+        return collection
+    if len(args) == 1:
+        return item
+    return None

@@ -17,6 +17,7 @@ from ..envelope import GET_EXPIRES, RenderedJson, render, success_body
 from ..kazoo_doc import WriteContext
 from ..kazoo_ids import account_db, encoded_account_db
 from ..services import SERVICES, Services
+from .base import collection_or_item
 
 COLLECTION_METHODS = ("GET", "PUT")
 ITEM_METHODS = ("GET", "POST", "PATCH", "DELETE")
@@ -26,11 +27,7 @@ class ConnectivityResource:
     needs_auth = True
 
     def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
-        if not args:
-            return COLLECTION_METHODS
-        if len(args) == 1:
-            return ITEM_METHODS
-        return None
+        return collection_or_item(args, COLLECTION_METHODS, ITEM_METHODS)
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]

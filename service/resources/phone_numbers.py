@@ -25,6 +25,7 @@ from ..kazoo_ids import account_db
 from ..number_docs import listing_entry, public_json
 from ..phone_numbers import Requester
 from ..services import SERVICES, Services
+from .base import collection_or_item
 
 Json = dict[str, Any]
 
@@ -36,11 +37,7 @@ class PhoneNumbersResource:
     needs_auth = True
 
     def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
-        if not args:
-            return COLLECTION_METHODS
-        if len(args) == 1:
-            return ITEM_METHODS
-        return None
+        return collection_or_item(args, COLLECTION_METHODS, ITEM_METHODS)
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]
