@@ -10,48 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call
+from instances import PROMPTLY, instance_for, now, until
 
 from service.accounts import AccountStore
-from service.app import create_app
-from service.config import Settings
 from service.couchdb import CouchClient
 from service.kazoo_ids import account_db
 from service.services import SERVICES
 
 # Long enough that only the feed (or a cleared cache) can explain a fresh answer.
 NEVER_EXPIRES = 3600.0
-PROMPTLY = 5.0  # seconds a change from elsewhere may take; the feed needs milliseconds
 
 
-async def _started(settings: Settings) -> TestClient:
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
+async def _started(couch_url: str, *, cache_seconds: float) -> TestClient:
+    client = await instance_for(couch_url, account_cache_seconds=cache_seconds)
     cache = client.server.app[SERVICES].account_cache
-    await _until(lambda: _true(cache.following), "the changes feed to open")
+    await until(lambda: now(cache.following), "the changes feed to open")
     return client
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, limit: float = PROMPTLY) -> None:
-    deadline = time.monotonic() + limit
-    while not await check():
-        assert time.monotonic() < deadline, f"waited {limit}s for {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest_asyncio.fixture(scope="module")
 async def other_api(proxy: FaultProxy) -> AsyncIterator[TestClient]:
     """A second instance whose cache never expires, reaching CouchDB through a proxy."""
-    client = await _started(Settings(couch_url=proxy.url, account_cache_seconds=NEVER_EXPIRES))
+    client = await _started(proxy.url, cache_seconds=NEVER_EXPIRES)
     yield client
     await client.close()
 
@@ -137,7 +123,7 @@ async def test_key_rotated_elsewhere_revokes_tokens_promptly(other_api, couch, m
         reply = await call(other_api, "GET", account.url(), token=account.token)
         return reply.status == 401
 
-    await _until(refused, "the old token to be refused")
+    await until(refused, "the old token to be refused")
 
 
 async def test_account_deleted_elsewhere_answers_404_promptly(other_api, couch, make_account):
@@ -152,7 +138,7 @@ async def test_account_deleted_elsewhere_answers_404_promptly(other_api, couch, 
         reply = await call(other_api, "GET", child.url(), token=parent.token)
         return reply.status == 404
 
-    await _until(gone, "the deleted account to answer 404")
+    await until(gone, "the deleted account to answer 404")
 
 
 async def test_realm_changed_elsewhere_reaches_connectivity_promptly(
@@ -170,7 +156,7 @@ async def test_realm_changed_elsewhere_reaches_connectivity_promptly(
     async def moved() -> bool:
         return await _trunk_realm(other_api, account.url(), account.token) == new_realm
 
-    await _until(moved, "new trunks to carry the new realm")
+    await until(moved, "new trunks to carry the new realm")
 
 
 async def test_change_made_while_the_feed_was_down_is_not_served_stale(
@@ -182,7 +168,7 @@ async def test_change_made_while_the_feed_was_down_is_not_served_stale(
 
     await proxy.go_down()
     try:
-        await _until(lambda: _true(not cache.following), "the feed to notice the outage")
+        await until(lambda: now(not cache.following), "the feed to notice the outage")
         # The change happens while the feed cannot report it, and is never replayed.
         store, doc = await _elsewhere(couch, account.id)
         await store.rotate_api_key(doc)
@@ -204,7 +190,7 @@ async def test_change_made_while_the_feed_was_down_is_not_served_stale(
 
 
 async def test_write_only_to_the_account_db_expires_with_the_ttl(couch_url, couch, make_account):
-    short = await _started(Settings(couch_url=couch_url, account_cache_seconds=0.3))
+    short = await _started(couch_url, cache_seconds=0.3)
     try:
         account = await make_account("Skips the copy")
         assert (await call(short, "GET", account.url(), token=account.token)).status == 200
@@ -218,6 +204,6 @@ async def test_write_only_to_the_account_db_expires_with_the_ttl(couch_url, couc
             reply = await call(short, "GET", account.url(), token=account.token)
             return reply.status == 404
 
-        await _until(gone, "the TTL to drop the stale account", limit=2.0)
+        await until(gone, "the TTL to drop the stale account", limit=2.0)
     finally:
         await short.close()
