@@ -37,7 +37,7 @@ lint: install
 test: install lint
 	$(BIN)/pytest -q
 
-# Not part of `make test`: the service next to raw CouchDB (issue #8), ~10 min; QUICK=1 ~3 min.
+# Not part of `make test`: the service next to raw CouchDB, ~10 min; QUICK=1 ~3 min.
 # CONNECTIVITY_COUCH_URL=http://admin:secret@host:5984 measures against Apache CouchDB.
 bench: install
 	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick)

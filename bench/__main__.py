@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from service.couchdb import CouchClient
+from service.couchdb.client import CouchClient
 
 from . import plan as plans
 from . import procstat, report

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.couchdb import CouchClient, CouchError, quote_db
-from service.kazoo_doc import WriteContext, public_fields, stamp_private_fields
-from service.kazoo_ids import encoded_account_db, new_id
-from service.validation import SchemaValidator, schema_path
+from service.couchdb.client import CouchClient, CouchError, quote_db
+from service.kazoo.documents import WriteContext, public_fields, stamp_private_fields
+from service.kazoo.ids import encoded_account_db, new_id
+from service.kazoo.validation import SchemaValidator, schema_path
 
 Json = dict[str, Any]
 

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from service.accounts import ACCOUNTS_DB, REALMS_DB
-from service.couchdb import CouchClient, DatabaseNotFound, DocumentNotFound
+from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentNotFound
+from service.kazoo.ids import ACCOUNTS_DB
+from service.stores.accounts import REALMS_DB
 
 from .data import AccountRef
 

@@ -46,7 +46,7 @@ class Plan:
 def _runs(quick: bool) -> dict[str, Runs]:
     repeats, warmup = (3, 16) if quick else (5, 32)
     # Writes are fewer and repeated less: each checks and assigns its DIDs (up to 50)
-    # with dozens of CouchDB requests (service/did_guard.py), ~50x the cost of a GET.
+    # with dozens of CouchDB requests (service/numbers/did_guard.py), ~50x the cost of a GET.
     # A paginate=false listing reads all 10,000 ids; at concurrency 16, one per worker.
     scale = 2 if quick else 1
     return {

@@ -45,7 +45,7 @@ LEGEND = [
     "svc CPU/op = service CPU time per API call; svc CPU = share of one core the service",
     "used during the API runs; couch CPU = CouchDB's share of one core, API runs / raw runs.",
     "Each figure is the median of the interleaved repeats (A B A B …).",
-    "The service serves repeated reads from its read cache (service/read_cache.py); the",
+    "The service serves repeated reads from its read cache (service/cache/reads.py); the",
     "'cache off' rows are a second service started with CONNECTIVITY_READ_CACHE_MB=0: what",
     "a read costs when it misses (first read of a doc, listing right after a change).",
 ]

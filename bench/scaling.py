@@ -8,9 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from service.accounts import AccountStore
-from service.couchdb import CouchClient
-from service.start_keys import encode_start_key
+from service.couchdb.client import CouchClient
+from service.kazoo.start_keys import encode_start_key
+from service.stores.accounts import AccountStore
 
 from . import procstat
 from .data import AccountRef, public_doc, small_public_doc, stored_doc

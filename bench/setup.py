@@ -6,10 +6,10 @@ import json
 import random
 import time
 
-from service.accounts import AccountStore
-from service.couchdb import CouchClient
-from service.kazoo_doc import public_view
-from service.kazoo_ids import account_db
+from service.couchdb.client import CouchClient
+from service.kazoo.documents import public_view
+from service.kazoo.ids import account_db
+from service.stores.accounts import AccountStore
 
 from .data import (
     BULK_BATCH,

@@ -41,9 +41,9 @@ from typing import Any
 
 import aiohttp
 
-from service.accounts import AccountStore
-from service.couch_runtime import with_credentials
-from service.couchdb import CouchClient
+from service.couchdb.client import CouchClient
+from service.couchdb.runtime import with_credentials
+from service.stores.accounts import AccountStore
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT = 15.0

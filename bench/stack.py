@@ -20,8 +20,8 @@ from pathlib import Path
 
 import aiohttp
 
-from service.couch_runtime import with_credentials
-from service.embedded import EmbeddedCouch, EmbeddedOptions
+from service.couchdb.embedded import EmbeddedCouch, EmbeddedOptions
+from service.couchdb.runtime import with_credentials
 
 from . import procstat
 

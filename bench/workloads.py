@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from service.couchdb import quote_db, quote_doc_id, split_credentials
-from service.kazoo_ids import new_id, now_gregorian
+from service.couchdb.client import quote_db, quote_doc_id, split_credentials
+from service.kazoo.ids import new_id, now_gregorian
 
 from .data import AccountRef
 from .runner import OpFn
@@ -26,7 +26,7 @@ Json = dict[str, Any]
 # The view the service lists from, and KAZOO's, whose rows also carry {name, servers}.
 # The view the service itself reads for a listing (KAZOO's own).
 LISTING_VIEW = "_design/trunkstore/_view/crossbar_listing"
-# Every API write looks its DIDs up here first (service/did_guard.py).
+# Every API write looks its DIDs up here first (service/numbers/did_guard.py).
 DID_VIEW = "_design/trunkstore/_view/lookup_did"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -109,7 +109,7 @@ class Pool:
 @dataclass
 class BodyPool:
     """Trunks with DIDs nobody uses yet, each handed out once: a DID may be in only one
-    trunk of an account (service/did_guard.py), so every PUT and POST brings new ones —
+    trunk of an account (service/numbers/did_guard.py), so every PUT and POST brings new ones —
     the raw side's POSTs too, or a later API PATCH of the same doc would find duplicates.
     """
 

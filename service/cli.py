@@ -10,13 +10,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .accounts import AccountError, AccountStore
-from .config import ConfigError, Settings, load_settings
-from .couch_runtime import open_couch
-from .couchdb import CouchClient, CouchUnreachable
-from .logs import configure_logging
-from .number_commands import run_ensure_numbers, run_import_numbers
-from .view_maintenance import ensure_all_views
+from service.config import ConfigError, Settings, load_settings
+from service.couchdb.client import CouchClient, CouchUnreachable
+from service.couchdb.runtime import open_couch
+from service.couchdb.view_maintenance import ensure_all_views
+from service.logs import configure_logging
+from service.numbers.commands import run_ensure_numbers, run_import_numbers
+from service.stores.accounts import AccountError, AccountStore
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from .app import couch_gave_up, create_app
-    from .server import serve_until_stopped
+    from service.http.app import couch_gave_up, create_app
+    from service.http.server import serve_until_stopped
 
     app = create_app(settings)
     listening = asyncio.run(

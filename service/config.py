@@ -37,9 +37,9 @@ class Settings:
     # How long a "token not revoked" answer is trusted before CouchDB is asked again.
     revocation_cache_seconds: float = 2.0
     # Longest an account doc is served from memory; changes normally arrive sooner
-    # through the `accounts` changes feed (account_cache.py). 0 turns the cache off.
+    # through the `accounts` changes feed (cache/accounts.py). 0 turns the cache off.
     account_cache_seconds: float = 5.0
-    # Connectivity docs and listing pages served from memory (read_cache.py): at most
+    # Connectivity docs and listing pages served from memory (cache/reads.py): at most
     # this many MB of them, from at most this many databases (one changes feed each).
     # 0 MB turns the cache off.
     read_cache_mb: int = 32

@@ -36,7 +36,7 @@ _SECRET_PATTERNS = (
 
 # The first two patterns cannot match a text without one of these words. They are by far
 # the slowest (case-insensitive alternations tried at every position: ~0.1 ms on each
-# request's access line, issue #8), so they only run when a word is there. On ASCII text
+# request's access line), so they only run when a word is there. On ASCII text
 # lower() and re.I agree; any other text always runs them.
 _KEYWORDS = ("password", "api_key", "auth_token", "pvt_secret")
 _KEYWORD_PATTERNS = 2

@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from faultproxy import FaultProxy
 from instances import proxied_instance
 
-from service.accounts import AccountStore
-from service.app import create_app
 from service.config import Settings
-from service.couch_runtime import with_credentials
-from service.couchdb import CouchClient
-from service.embedded import EmbeddedCouch, EmbeddedOptions
+from service.couchdb.client import CouchClient
+from service.couchdb.embedded import EmbeddedCouch, EmbeddedOptions
+from service.couchdb.runtime import with_credentials
+from service.http.app import create_app
+from service.stores.accounts import AccountStore
 
 Json = dict[str, Any]
 
@@ -90,7 +90,7 @@ class Account:
 
     @property
     def db(self) -> str:
-        from service.kazoo_ids import account_db
+        from service.kazoo.ids import account_db
 
         return account_db(self.id)
 
@@ -145,7 +145,7 @@ async def customer(make_account: AccountFactory, reseller: Account) -> Account:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The security suite's closing figure (issue #4)."""
+    """The security suite's closing figure."""
     try:
         from test_security import SECURITY_FIGURES
     except ImportError:
@@ -155,7 +155,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             "security suite: {attempts} access attempts, {wrongly_allowed} wrongly allowed, "
             "{wrongly_denied} wrongly denied".format(**SECURITY_FIGURES)
         )
-    from reliability import summary_line  # issue #7's figures
+    from reliability import summary_line  # the reliability figures
 
     line = summary_line()
     if line:

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from faultproxy import FaultProxy
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 
 # Seconds a change from elsewhere may take to reach an instance; feeds need milliseconds.
 PROMPTLY = 5.0

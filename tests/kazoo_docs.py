@@ -1,6 +1,6 @@
 """Connectivity documents as KAZOO itself stores them, written for these tests.
 
-They have the shapes of real KAZOO documents (../shared/kazoo/fixtures/, BEHAVIOUR.md
+They have the shapes of real KAZOO documents (docs/kazoo-compatibility.md
 appendix B): keys KAZOO's UIs add (`server_name`, `server_type`, `cfg`, `monitor`,
 `permissions`, `options.codecs`, `ui_metadata`), private fields crossbar never writes
 (`pvt_document_hash`), legacy string numbers, and no `id` key.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from service.kazoo_ids import encoded_account_db
+from service.kazoo.ids import encoded_account_db
 
 Json = dict[str, Any]
 

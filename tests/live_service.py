@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 
 T = TypeVar("T")
 

@@ -15,8 +15,8 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from service.auth import SIGNING_KEY_DB, SIGNING_KEY_ID
-from service.couchdb import CouchClient, DatabaseNotFound, DocumentNotFound, quote_db
+from service.auth.tokens import SIGNING_KEY_DB, SIGNING_KEY_ID
+from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentNotFound, quote_db
 from service.logs import JsonFormatter
 
 Json = dict[str, Any]

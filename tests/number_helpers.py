@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.couchdb import CouchClient, DocumentConflict, DocumentNotFound
-from service.kazoo_ids import account_db, now_gregorian
-from service.number_store import NumberStore
-from service.numbers import encoded_number_db, number_db
+from service.couchdb.client import CouchClient, DocumentConflict, DocumentNotFound
+from service.kazoo.ids import account_db, now_gregorian
+from service.numbers.rules import encoded_number_db, number_db
+from service.numbers.store import NumberStore
 
 Json = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""Shared by the reliability tests (issue #7): the figures the issue asks for, collected
+"""Shared by the reliability tests: the figures the README reports, collected
 while the tests run and printed at the end of the session, and test documents."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The account cache never lets a client see an account as it was (issue #8).
+"""The account cache never lets a client see an account as it was.
 
-Account docs are served from memory (service/account_cache.py). A change must still
+Account docs are served from memory (service/cache/accounts.py). A change must still
 take effect on the very next request when it goes through this service, and promptly
 when it comes from elsewhere (another instance, the CLI, KAZOO): through the
 `accounts` changes feed, or, for a write that skips the `accounts` copy, the TTL.
@@ -18,10 +18,10 @@ from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call
 from instances import PROMPTLY, instance_for, now, until
 
-from service.accounts import AccountStore
-from service.couchdb import CouchClient
-from service.kazoo_ids import account_db
-from service.services import SERVICES
+from service.couchdb.client import CouchClient
+from service.http.services import SERVICES
+from service.kazoo.ids import account_db
+from service.stores.accounts import AccountStore
 
 # Long enough that only the feed (or a cleared cache) can explain a fresh answer.
 NEVER_EXPIRES = 3600.0

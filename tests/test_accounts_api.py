@@ -1,11 +1,10 @@
-"""The accounts resource: a reseller's tree, KAZOO-shaped (issue #4)."""
+"""The accounts resource: a reseller's tree, KAZOO-shaped."""
 
 from __future__ import annotations
 
 from helpers import assert_kazoo_error, call, unique_realm
 
-from service.accounts import ACCOUNTS_DB
-from service.kazoo_ids import account_db
+from service.kazoo.ids import ACCOUNTS_DB, account_db
 
 
 async def test_put_creates_a_child_account_as_kazoo_stores_it(api, couch, master):

@@ -1,4 +1,4 @@
-"""Concurrent writers: CouchDB's MVCC must show through, no update is ever lost (issue #7).
+"""Concurrent writers: CouchDB's MVCC must show through, no update is ever lost.
 
 Every write loads the doc and saves it at the revision it loaded, so of several
 concurrent writers exactly those whose save CouchDB accepted answer 200; the others get
@@ -17,10 +17,10 @@ from conftest import settings_for
 from helpers import Reply, assert_kazoo_error, call
 from reliability import FIGURES, unique_trunk
 
-from service.accounts import NewAccount, RealmTaken
-from service.app import create_app
-from service.couchdb import CouchClient
-from service.kazoo_ids import new_id
+from service.couchdb.client import CouchClient
+from service.http.app import create_app
+from service.kazoo.ids import new_id
+from service.stores.accounts import NewAccount, RealmTaken
 
 WRITERS = 20
 
@@ -180,7 +180,7 @@ async def test_concurrent_first_listings_install_the_views_once(api, couch, make
 async def test_concurrent_account_creation_with_one_realm(couch_url):
     """`create-account` run many times at once with one realm: exactly one wins, even
     from separate processes (each attempt has its own CouchDB client here)."""
-    from service.accounts import AccountStore
+    from service.stores.accounts import AccountStore
 
     realm = f"race-{new_id()[:8]}.sip.example"
     clients = [CouchClient(couch_url) for _ in range(10)]

@@ -7,7 +7,7 @@ import time
 
 from helpers import PBX_TRUNK, assert_kazoo_error, call, unique_realm
 
-from service.kazoo_ids import GREGORIAN_OFFSET, encoded_account_db
+from service.kazoo.ids import GREGORIAN_OFFSET, encoded_account_db
 
 
 async def test_kazoo_crud_sequence(api, master):
@@ -285,7 +285,7 @@ async def test_soft_delete_hides_but_keeps_the_document(api, master, couch):
 
 
 async def test_hard_delete_removes_the_document(api, master, couch):
-    from service.couchdb import DocumentNotFound
+    from service.couchdb.client import DocumentNotFound
 
     await call(api, "PUT", master.url(), data={"id": "hard-1"}, token=master.token)
     reply = await call(

@@ -1,4 +1,4 @@
-"""CouchDB misbehaving under the service: down, cut, slow, 5xx, 202 (issue #7).
+"""CouchDB misbehaving under the service: down, cut, slow, 5xx, 202.
 
 A fault proxy (tests/faultproxy.py) sits between a second service instance and the
 suite's CouchDB. Every fault must end as a KAZOO 503 (never a 500), leave no
@@ -31,8 +31,8 @@ from helpers import assert_kazoo_error, call
 from instances import instance_for
 from reliability import FIGURES, unique_trunk
 
-from service.couchdb import CouchClient, DocumentNotFound
-from service.kazoo_ids import new_id
+from service.couchdb.client import CouchClient, DocumentNotFound
+from service.kazoo.ids import new_id
 
 SLOW_COUCH_TIMEOUT = 1.0
 

@@ -14,11 +14,11 @@ from typing import Any
 from helpers import call
 from kazoo_docs import iterator_design_doc, kazoo_trunks, legacy_trunk
 
-from service.couchdb import CouchClient
-from service.design_docs import ensure_design_docs
-from service.kazoo_ids import encoded_account_db
+from service.couchdb.client import CouchClient
+from service.couchdb.design_docs import ensure_design_docs
+from service.couchdb.view_maintenance import KAZOO_ITERATOR_VERSION, report_for
+from service.kazoo.ids import encoded_account_db
 from service.paths import DESIGN_DIR
-from service.view_maintenance import KAZOO_ITERATOR_VERSION, report_for
 
 Json = dict[str, Any]
 

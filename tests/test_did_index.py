@@ -1,4 +1,4 @@
-"""The duplicate-DID check answered from memory (service/did_index.py, issue #8).
+"""The duplicate-DID check answered from memory (service/numbers/did_index.py).
 
 Once an account's index is built, a write's DIDs are checked without a view query, and
 numbers are claimed from the check until the save: concurrent writes through one
@@ -17,10 +17,10 @@ from helpers import Reply, assert_kazoo_error, call
 from instances import now, until
 from number_helpers import fresh_number, npan, trunk
 
-from service import did_index
-from service.couchdb import CouchClient
-from service.did_index import DidIndex
-from service.services import SERVICES
+from service.couchdb.client import CouchClient
+from service.http.services import SERVICES
+from service.numbers import did_index
+from service.numbers.did_index import DidIndex
 
 LOOKUP_DID = "_view/lookup_did"
 

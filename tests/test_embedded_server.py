@@ -1,7 +1,7 @@
 """The embedded CouchDB-compatible server, started through EmbeddedCouch.
 
 Each test checks one behaviour the service relies on and that unmodified
-express-pouchdb got wrong (shared couchdb/EMBEDDED.md), over real HTTP.
+express-pouchdb got wrong (docs/embedded-couchdb.md), over real HTTP.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import pytest_asyncio
 from conftest import APACHE_COUCH_URL, requires_apache_couch
 from yarl import URL
 
-from service.couchdb import split_credentials
-from service.embedded import EmbeddedCouch, EmbeddedCouchError, EmbeddedOptions
+from service.couchdb.client import split_credentials
+from service.couchdb.embedded import EmbeddedCouch, EmbeddedCouchError, EmbeddedOptions
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -343,7 +343,7 @@ async def test_replication_between_two_processes(
 async def test_server_log_reaches_python_logging_without_credentials(
     embedded: EmbeddedCouch, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="service.embedded")
+    caplog.set_level(logging.INFO, logger="service.couchdb.embedded")
     missing = f"{embedded.credentials_url}/{quote('account/no/such/db', safe='')}"
     body = {"source": missing, "target": "anything", "create_target": True}
     async with http.post(url(embedded.url, "_replicate"), json=body) as resp:
@@ -354,7 +354,7 @@ async def test_server_log_reaches_python_logging_without_credentials(
         await asyncio.sleep(0.02)
     assert "account%2Fno%2Fsuch%2Fdb" in caplog.text
     assert PASSWORD not in caplog.text
-    assert all(record.name == "service.embedded" for record in caplog.records)
+    assert all(record.name == "service.couchdb.embedded" for record in caplog.records)
 
 
 async def test_leveldb_data_survives_restart(tmp_path: Path, http: aiohttp.ClientSession) -> None:

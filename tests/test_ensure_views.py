@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import settings_for
 from kazoo_docs import iterator_design_doc
 
-from service.app import create_app
-from service.couchdb import CouchClient, DocumentNotFound
-from service.design_docs import design_docs
-from service.view_maintenance import KAZOO_ITERATOR_VERSION, OTHER_VERSION, VIEW_CHECK
+from service.couchdb.client import CouchClient, DocumentNotFound
+from service.couchdb.design_docs import design_docs
+from service.couchdb.view_maintenance import KAZOO_ITERATOR_VERSION, OTHER_VERSION, VIEW_CHECK
+from service.http.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 TRUNKSTORE = "_design/trunkstore"
@@ -107,7 +107,7 @@ async def test_service_start_up_puts_our_views_back_in_the_background(
 ):
     account = await make_account("Replicated from KAZOO")
     await replace_design_doc(couch, account.db, iterator_design_doc())
-    caplog.set_level("INFO", logger="service.view_maintenance")
+    caplog.set_level("INFO", logger="service.couchdb.view_maintenance")
 
     app = create_app(settings_for(couch_url))
     client = TestClient(TestServer(app))
@@ -127,7 +127,8 @@ async def test_service_start_up_puts_our_views_back_in_the_background(
     warnings = [
         r
         for r in caplog.records
-        if r.name == "service.view_maintenance" and getattr(r, "couch_db", None) == account.db
+        if r.name == "service.couchdb.view_maintenance"
+        and getattr(r, "couch_db", None) == account.db
     ]
     assert warnings and warnings[0].levelname == "WARNING"
     assert "Iterator" in warnings[0].getMessage()

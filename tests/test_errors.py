@@ -7,7 +7,7 @@ import time
 import jwt
 from helpers import PBX_TRUNK, assert_kazoo_error, call
 
-from service.auth import SIGNING_KEY_DB, SIGNING_KEY_ID
+from service.auth.tokens import SIGNING_KEY_DB, SIGNING_KEY_ID
 
 
 async def test_bare_document_without_envelope(api, master):
@@ -163,7 +163,7 @@ async def test_methods_not_allowed(api, master):
 
 
 async def test_unknown_method_is_405_not_501(api, master):
-    # KAZOO says 501; issue #7: no client input may produce a 5xx.
+    # KAZOO says 501; no client input may produce a 5xx (§14).
     reply = await call(api, "TRACE", master.url(), token=master.token)
     assert assert_kazoo_error(reply, 405, "invalid_method") == {"message": "method not allowed"}
     assert reply.headers["Allow"] == "GET, PUT"
@@ -275,7 +275,7 @@ async def test_verb_tunnelling(api, master):
 
 
 async def test_schema_errors_through_the_api(api, master):
-    """The example of BEHAVIOUR.md §5.2, end to end."""
+    """The example of docs/kazoo-compatibility.md §5.2, end to end."""
     reply = await call(
         api,
         "PUT",

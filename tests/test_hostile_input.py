@@ -1,4 +1,4 @@
-"""Hostile and odd input: none of it may produce a 5xx (issue #7).
+"""Hostile and odd input: none of it may produce a 5xx.
 
 tests/test_errors.py already covers non-JSON, truncated JSON, `[]`/`"str"`/`null`,
 missing `data`, NaN/Infinity/1e400, invalid UTF-8, lone surrogates, 5,000-deep nesting
@@ -21,9 +21,9 @@ from aiohttp.test_utils import TestClient
 from helpers import Reply, assert_kazoo_error, call
 from reliability import FIGURES
 
-from service.connectivity_store import MAX_DIDS_PER_DOCUMENT, MAX_DOC_ID_LENGTH
-from service.couchdb import CouchClient
-from service.request_body import MAX_SAFE_INTEGER
+from service.couchdb.client import CouchClient
+from service.fast_json import MAX_SAFE_INTEGER
+from service.stores.connectivity import MAX_DIDS_PER_DOCUMENT, MAX_DOC_ID_LENGTH
 
 LIMIT = 8_000_000  # CONNECTIVITY_MAX_UPLOAD_SIZE's default, KAZOO's max_upload_size
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import assert_kazoo_error, call
 
-from service.start_keys import encode_start_key
+from service.kazoo.start_keys import encode_start_key
 
 
 async def _fill(api, account, count: int) -> list[str]:

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from helpers import call
 
-from service.couchdb import CouchClient
-from service.start_keys import decode_start_key, encode_start_key
+from service.couchdb.client import CouchClient
+from service.kazoo.start_keys import decode_start_key, encode_start_key
 
 Json = dict[str, Any]
 

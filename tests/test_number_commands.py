@@ -28,8 +28,8 @@ from number_helpers import (
     trunk,
 )
 
-from service.kazoo_ids import new_id, now_gregorian
-from service.number_reconcile import NumberReconciler
+from service.kazoo.ids import new_id, now_gregorian
+from service.numbers.reconcile import NumberReconciler
 
 
 def json_lines(out: str) -> list[dict]:
@@ -189,7 +189,7 @@ async def test_a_number_update_that_keeps_failing_never_loses_the_write(
     stored = await couch.get_doc(account.db, reply.data["id"])
     assert number in stored["servers"][0]["DIDs"]
     assert "pvt_used_by" not in await number_doc(couch, number)
-    failures = [r for r in caplog.records if r.name == "service.number_usage"]
+    failures = [r for r in caplog.records if r.name == "service.numbers.usage"]
     assert failures and failures[0].levelno == logging.WARNING
     assert failures[0].number == number and failures[0].connectivity_id == reply.data["id"]
     assert "never-logged-secret" not in caplog.text

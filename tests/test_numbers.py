@@ -18,7 +18,7 @@ from number_helpers import (
     trunk,
 )
 
-from service.numbers import (
+from service.numbers.rules import (
     encoded_number_db,
     is_reconcilable,
     normalize,

@@ -1,5 +1,5 @@
 """Operating the real `serve` process: SIGTERM with requests in flight, the embedded
-CouchDB dying under it, and what it writes to its log (issue #7)."""
+CouchDB dying under it, and what it writes to its log."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import pytest
 from reliability import unique_trunk
 from service_process import ServiceProcess, is_running
 
-from service.accounts import AccountStore
-from service.couch_runtime import with_credentials
-from service.couchdb import CouchClient, DocumentNotFound
-from service.embedded import EmbeddedCouch, EmbeddedOptions
-from service.kazoo_ids import account_db, new_id
+from service.couchdb.client import CouchClient, DocumentNotFound
+from service.couchdb.embedded import EmbeddedCouch, EmbeddedOptions
+from service.couchdb.runtime import with_credentials
+from service.kazoo.ids import account_db, new_id
+from service.stores.accounts import AccountStore
 
 PASSWORD = "s3cret-ops-password"
 

@@ -14,9 +14,8 @@ from number_helpers import (
     trunk,
 )
 
-from service.accounts import ACCOUNTS_DB
-from service.couchdb import DocumentNotFound
-from service.kazoo_ids import account_db
+from service.couchdb.client import DocumentNotFound
+from service.kazoo.ids import ACCOUNTS_DB, account_db
 
 
 async def allow_additions(couch, account):

@@ -1,4 +1,4 @@
-"""Connectivity reads come from memory, and never show a client an old document (issue #8).
+"""Connectivity reads come from memory, and never show a client an old document.
 
 The instance under test reaches CouchDB through a proxy that records every request, so
 "served from memory" is what CouchDB did not see. Changes are made three ways: through
@@ -16,8 +16,8 @@ from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call
 from instances import PROMPTLY, now, proxied_instance, until
 
-from service.couchdb import CouchClient
-from service.services import SERVICES
+from service.couchdb.client import CouchClient
+from service.http.services import SERVICES
 
 
 async def _following(api: TestClient, db: str) -> None:

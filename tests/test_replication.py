@@ -21,12 +21,12 @@ from conftest import requires_apache_couch
 from helpers import PBX_TRUNK, assert_kazoo_error, call
 from kazoo_docs import iterator_design_doc, kazoo_trunks, legacy_trunk, public_view
 
-from service.couch_runtime import with_credentials
-from service.couchdb import CouchClient
-from service.design_docs import ensure_design_docs
-from service.embedded import EmbeddedCouch, EmbeddedOptions
-from service.kazoo_ids import encoded_account_db, now_gregorian
-from service.view_maintenance import KAZOO_ITERATOR_VERSION, report_for
+from service.couchdb.client import CouchClient
+from service.couchdb.design_docs import ensure_design_docs
+from service.couchdb.embedded import EmbeddedCouch, EmbeddedOptions
+from service.couchdb.runtime import with_credentials
+from service.couchdb.view_maintenance import KAZOO_ITERATOR_VERSION, report_for
+from service.kazoo.ids import encoded_account_db, now_gregorian
 
 Json = dict[str, Any]
 

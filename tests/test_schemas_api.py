@@ -1,4 +1,4 @@
-"""`/v2/schemas` and `/v2/openapi.json`: the schema file and the API description (issue #6)."""
+"""`/v2/schemas` and `/v2/openapi.json`: the schema file and the API description."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 from helpers import PBX_TRUNK, assert_kazoo_error, call
 from openapi_spec_validator import validate
 
-from service.openapi_doc import OPENAPI_FILE, bundled_document, load_document
-from service.pipeline import ACCOUNT_RESOURCES, TOP_RESOURCES
-from service.validation import schema_path
+from service.http.openapi_doc import OPENAPI_FILE, bundled_document, load_document
+from service.http.pipeline import ACCOUNT_RESOURCES, TOP_RESOURCES
+from service.kazoo.validation import schema_path
 
 INVALID = {"servers": [{"options": {"delay": "soon"}}], "account": {"trunks": -1}}
 

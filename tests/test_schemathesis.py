@@ -1,4 +1,4 @@
-"""schemathesis against the live service on the embedded CouchDB (issue #6).
+"""schemathesis against the live service on the embedded CouchDB.
 
 The OpenAPI document the service serves drives an independent tool, run through its
 Python API as `st run` would run it: per operation, the examples, coverage (boundary
@@ -10,10 +10,10 @@ and body schema, and never a 5xx.
 Deliberately off (each is behaviour we keep, not a fault):
 * the check positive_data_acceptance: a schema-valid `If-Match` naming a random
   revision is rightly 412, and a random account realm may already be taken (400);
-* the check negative_data_rejection: KAZOO's lenient coercion (BEHAVIOUR.md §6.3)
+* the check negative_data_rejection: KAZOO's lenient coercion (docs/kazoo-compatibility.md §6.3)
   accepts `"42"` or `4.6` where the schema says integer, by design;
 * methods outside KAZOO's known set (TRACE, …) in the coverage phase: they are
-  answered 501 as KAZOO's cowboy answers them (BEHAVIOUR.md §1 step 2), not 405.
+  answered 501 as KAZOO's cowboy answers them (docs/kazoo-compatibility.md §1 step 2), not 405.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import schemathesis
 from live_service import LiveService
 from schemathesis.engine import Status, events, from_schema
 
-from service.accounts import AccountStore
 from service.config import Settings
-from service.couchdb import CouchClient
+from service.couchdb.client import CouchClient
+from service.stores.accounts import AccountStore
 
 # Cases per operation and phase; keeps the run around a minute on a 2-core machine.
 MAX_EXAMPLES = 10
@@ -39,7 +39,7 @@ STATEFUL_STEPS = 6
 STATEFUL_EXAMPLES = 60
 
 CHECKS = (
-    # Required by issue #6:
+    # The checks we require:
     "not_a_server_error",
     "status_code_conformance",
     "content_type_conformance",

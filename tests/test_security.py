@@ -1,4 +1,4 @@
-"""The reseller security suite (issue #4): every token, target, endpoint and verb.
+"""The reseller security suite: every token, target, endpoint and verb.
 
 A tree master → reseller A → customers A1, A2, plus reseller B → customer B1 as an
 unrelated tree, a deleted account and an unknown one. Each attempt is expected to be
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from helpers import assert_kazoo_error, call
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 
 STALE = {"If-Match": '"1-00000000000000000000000000000000"'}
 CREATE_GUARD = {"If-Match": "*"}

@@ -1,4 +1,4 @@
-"""Schema validation with KAZOO's semantics (BEHAVIOUR.md §5.2, §6, Appendix A)."""
+"""Schema validation with KAZOO's semantics (docs/kazoo-compatibility.md §5.2, §6, Appendix A)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import SchemaError
 
-from service.validation import SchemaValidator, ValidationResult, schema_path
+from service.kazoo.validation import SchemaValidator, ValidationResult, schema_path
 
 DID = "+14155550100"
 DID_PATTERN = r"^\+?\d*$"

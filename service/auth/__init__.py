@@ -1,0 +1,1 @@
+"""Authentication: tokens, their revocation, verified-token memory and failure limits."""

@@ -1,0 +1,102 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from service.config import Settings
+from service.couchdb.client import CouchClient, CouchUnreachable
+from service.couchdb.runtime import CouchHandle, open_couch
+from service.couchdb.view_maintenance import VIEW_CHECK, start_view_check, stop_view_check
+from service.http.middleware import kazoo_middleware
+from service.http.pipeline import dispatch
+from service.http.server import IN_FLIGHT, InFlight, track_in_flight
+from service.http.services import SERVICES, Services
+from service.kazoo.validation import SchemaValidator, schema_path
+from service.numbers import did_index
+
+log = logging.getLogger(__name__)
+
+COUCH_HANDLE = web.AppKey("couch_handle", CouchHandle)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """Kinto-style health check: 503 while CouchDB does not answer."""
+    up = await request.app[SERVICES].client.is_up()
+    return web.json_response({"couchdb": up}, status=200 if up else 503)
+
+
+async def lb_heartbeat(_request: web.Request) -> web.Response:
+    """For load balancers: the process is alive, whatever CouchDB says."""
+    return web.json_response({})
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[track_in_flight, kazoo_middleware], client_max_size=settings.max_upload_size
+    )
+    app[IN_FLIGHT] = InFlight()
+    app.router.add_get("/__heartbeat__", heartbeat)
+    app.router.add_get("/__lbheartbeat__", lb_heartbeat)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.cleanup_ctx.append(_couch_context(settings))
+    return app
+
+
+def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
+    async def couch(app: web.Application) -> AsyncIterator[None]:
+        handle = await open_couch(settings)
+        app[COUCH_HANDLE] = handle
+        handle.supervise(on_give_up=_stop_serving)
+        client = CouchClient(handle.url, timeout=settings.couch_timeout)
+        await client.open()
+        # One connection per followed database, and one to spare.
+        feeds = CouchClient(
+            handle.url,
+            timeout=settings.couch_timeout,
+            connections=settings.read_cache_databases + did_index.MAX_DATABASES + 1,
+        )
+        await feeds.open()
+        validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
+        services = Services.build(settings, client, validator, feeds)
+        app[SERVICES] = services
+        await _bootstrap(services)
+        services.account_cache.start()
+        # Design docs of every account db, checked without delaying start-up.
+        app[VIEW_CHECK] = start_view_check(client)
+        yield
+        await stop_view_check(app[VIEW_CHECK])
+        await services.account_cache.stop()
+        services.reads.stop()
+        services.did_index.stop()
+        await services.feeds.stop()
+        await feeds.close()
+        await client.close()
+        await handle.close()
+
+    return couch
+
+
+def _stop_serving() -> None:
+    # The embedded CouchDB is gone for good: stop the way an operator's SIGTERM would
+    # (in-flight requests finish, everything is closed); `serve` then exits non-zero.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def couch_gave_up(app: web.Application) -> bool:
+    handle = app.get(COUCH_HANDLE)
+    return handle is not None and handle.gave_up
+
+
+async def _bootstrap(services: Services) -> None:
+    """System databases and the signing key; CouchDB may be down, then later requests retry."""
+    try:
+        await services.accounts.ensure_system_databases()
+        await services.signing_key.get()
+    except CouchUnreachable:
+        log.warning("couchdb unreachable at start-up; will retry on demand")

@@ -1,0 +1,240 @@
+"""The request pipeline in Crossbar's order, so the same error wins (docs/kazoo-compatibility.md §1).
+
+body/envelope (400/413) → expired token (401) → path (404) → verb (405/501) →
+account (404) → authentication (401) → authorization (403) → Accept (406) →
+resource validation and execution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from service.auth.tokens import TokenExpired, TokenInvalid, may_act_on, token_matches_account
+from service.http.body import media_type, read_body
+from service.http.context import AuthInfo, RequestContext
+from service.http.envelope import cors_headers, wants_cors
+from service.http.resources.accounts import AccountsResource
+from service.http.resources.api_auth import ApiAuthResource
+from service.http.resources.base import Resource
+from service.http.resources.connectivity import ConnectivityResource
+from service.http.resources.openapi import OpenApiResource
+from service.http.resources.phone_numbers import PhoneNumbersResource
+from service.http.resources.schemas import SchemasResource
+from service.http.resources.token_auth import TokenAuthResource
+from service.http.services import SERVICES, Services
+from service.kazoo import errors
+from service.kazoo.ids import is_raw_account_id
+
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"})
+TUNNELLED_VERBS = frozenset({"PUT", "DELETE", "PATCH", "POST"})
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
+
+ACCOUNT_RESOURCES: dict[str, Resource] = {
+    "connectivity": ConnectivityResource(),
+    "phone_numbers": PhoneNumbersResource(),
+}
+TOP_RESOURCES: dict[str, Resource] = {
+    "api_auth": ApiAuthResource(),
+    "token_auth": TokenAuthResource(),
+    "schemas": SchemasResource(),
+    "openapi.json": OpenApiResource(),
+}
+ACCOUNTS: Resource = AccountsResource()
+
+CTX_KEY = web.RequestKey("kazoo_ctx", RequestContext)
+
+
+@dataclass(frozen=True)
+class Route:
+    resource: Resource
+    args: list[str]
+    account_id: str | None = None
+
+
+def path_tokens(request: web.Request) -> list[str]:
+    """Path segments, each URL-decoded; a trailing slash is ignored (§13)."""
+    raw = request.rel_url.raw_path
+    segments = raw.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments.pop()
+    return [unquote(segment) for segment in segments]
+
+
+def resolve(tokens: list[str]) -> Route:
+    if tokens[:1] == ["v1"]:
+        raise errors.gone_v1()
+    if len(tokens) < 2 or tokens[0] != "v2":
+        raise errors.not_found()
+    if tokens[1] == "accounts":
+        return _account_route(tokens[2:])
+    top = TOP_RESOURCES.get(tokens[1])
+    if top is None:
+        raise errors.not_found()
+    return Route(resource=top, args=tokens[2:])
+
+
+def _account_route(rest: list[str]) -> Route:
+    """`/v2/accounts[/{ACCOUNT_ID}[/{module}[/…]]]`: a module below an account, or the
+    accounts resource itself (which also answers its own sub-paths such as `children`)."""
+    if not rest:
+        return Route(resource=ACCOUNTS, args=[])
+    account_id, below = rest[0], rest[1:]
+    module = ACCOUNT_RESOURCES.get(below[0]) if below else None
+    if module is not None:
+        return Route(resource=module, args=below[1:], account_id=account_id)
+    return Route(resource=ACCOUNTS, args=below, account_id=account_id)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    ctx: RequestContext = request[CTX_KEY]
+    services = request.app[SERVICES]
+    # KAZOO's cowboy answers 501 to a method outside KNOWN_METHODS (§1 step 2). Issue #7
+    # wants no 5xx for any client input, so TRACE, CONNECT or WebDAV verbs get the 405
+    # `invalid_method` (with Allow) of the verb check below, like any other verb the
+    # path does not allow.
+    await _read_request_body(ctx, services)
+    _tunnel_verb(ctx)
+    ctx.auth_token = _supplied_token(ctx)
+    await _reject_expired_token(ctx, services)
+    ctx.path_tokens = path_tokens(request)
+    route = resolve(ctx.path_tokens)
+    allowed = route.resource.allowed_methods(route.args)
+    if allowed is None:
+        raise errors.not_found()
+    ctx.allowed_methods = allowed
+    if ctx.method == "OPTIONS":
+        return _preflight(request, list(allowed))
+    if ctx.method not in allowed:
+        raise errors.method_not_allowed(list(allowed))
+    if route.account_id is not None:
+        # A change to the account itself starts from its current doc, never a cached one.
+        fresh = route.resource is ACCOUNTS and ctx.method != "GET"
+        await _load_target_account(ctx, services, route.account_id, fresh=fresh)
+    if route.resource.needs_auth:
+        await _authenticate(ctx, services)
+        _authorize(ctx)
+    _check_accept(ctx)
+    if ctx.method in WRITE_METHODS and ctx.unsupported_type is not None:
+        raise errors.unsupported_media_type(ctx.unsupported_type)
+    return await route.resource.execute(ctx, route.args)
+
+
+async def _read_request_body(ctx: RequestContext, services: Services) -> None:
+    try:
+        raw = await ctx.request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.payload_too_large(services.settings.max_upload_size) from None
+    body = read_body(raw, media_type(ctx.request.headers.get("Content-Type")))
+    ctx.envelope, ctx.data, ctx.unsupported_type = body.envelope, body.data, body.unsupported_type
+
+
+def _tunnel_verb(ctx: RequestContext) -> None:
+    # api_util:get_http_verb/2: a POST may name the verb it stands for (§13).
+    if ctx.method != "POST":
+        return
+    verb = ctx.req_value("verb")
+    if isinstance(verb, str) and verb.upper() in TUNNELLED_VERBS:
+        ctx.method = verb.upper()
+
+
+def _supplied_token(ctx: RequestContext) -> str | None:
+    header = ctx.request.headers.get("X-Auth-Token")
+    if header:
+        return header
+    value = ctx.req_value("auth_token")
+    return value if isinstance(value, str) and value else None
+
+
+async def _reject_expired_token(ctx: RequestContext, services: Services) -> None:
+    # Crossbar's early authentication stops only a correctly signed, expired token;
+    # every other bad token falls through to the 401 of is_authorized (§1 step 3).
+    if ctx.auth_token is None:
+        return
+    secret = await services.signing_key.get()
+    try:
+        services.tokens.claims(secret, ctx.auth_token)
+    except TokenExpired:
+        raise errors.expired_credentials() from None
+    except TokenInvalid:
+        return
+
+
+def _preflight(request: web.Request, allowed: list[str]) -> web.StreamResponse:
+    if not wants_cors(request):
+        # Without CORS headers OPTIONS is just a method this resource does not allow.
+        raise errors.method_not_allowed(allowed)
+    return web.Response(status=200, headers=cors_headers(request, allowed))
+
+
+async def _load_target_account(
+    ctx: RequestContext, services: Services, account_id: str, *, fresh: bool = False
+) -> None:
+    if account_id == "":
+        raise errors.missing_account_id()
+    if not is_raw_account_id(account_id):
+        raise errors.invalid_account_id(account_id)
+    reader = services.accounts if fresh else services.account_cache
+    account = await reader.get(account_id)
+    # A deleted account's endpoints answer 404, unlike KAZOO (§13).
+    if account is None or account.get("pvt_deleted") or account.get("pvt_type") != "account":
+        raise errors.unknown_account(account_id)
+    ctx.account_id, ctx.account = account_id, account
+
+
+async def _authenticate(ctx: RequestContext, services: Services) -> None:
+    if ctx.auth_token is None:
+        raise errors.invalid_credentials()
+    secret = await services.signing_key.get()
+    try:
+        claims = services.tokens.claims(secret, ctx.auth_token)
+    except TokenInvalid:
+        raise errors.invalid_credentials() from None
+    auth_account_id = claims["account_id"]
+    header_account = ctx.request.headers.get("X-Auth-Account-ID")
+    if header_account is not None and header_account != auth_account_id:
+        raise errors.invalid_credentials()
+    if ctx.account is not None and auth_account_id == ctx.account_id:
+        account = ctx.account
+    else:
+        account = await services.account_cache.get(auth_account_id)
+    if account is None or not token_matches_account(secret, claims, account):
+        raise errors.invalid_credentials()
+    jti = claims.get("jti")
+    if isinstance(jti, str) and await services.revocations.is_revoked(jti):
+        raise errors.invalid_credentials()
+    ctx.auth = AuthInfo(
+        account_id=auth_account_id,
+        account=account,
+        token=ctx.auth_token,
+        claims=claims,
+        owner_id=claims.get("owner_id"),
+    )
+
+
+def _authorize(ctx: RequestContext) -> None:
+    if ctx.account is None or ctx.auth is None:
+        return
+    if not may_act_on(ctx.auth.account, ctx.account):
+        raise errors.forbidden()
+
+
+def _check_accept(ctx: RequestContext) -> None:
+    accept = ctx.request.headers.get("Accept")
+    if not accept:
+        return
+    for part in accept.split(","):
+        kind = part.split(";", 1)[0].strip().lower()
+        if kind in (
+            "*/*",
+            "application/*",
+            "application/json",
+            "application/x-json",
+            "text/*",
+        ) or kind.endswith("+json"):
+            return
+        if kind in ("text/csv", "text/comma-separated-values"):
+            return
+    raise errors.not_acceptable()

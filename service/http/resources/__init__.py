@@ -1,0 +1,1 @@
+"""One module per Crossbar resource: thin handlers mapping a verb to a store operation."""

@@ -1,0 +1,82 @@
+"""`PUT /v2/api_auth`: trade an account's api key for a token (cb_api_auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from service.auth.tokens import issue_token
+from service.http.context import AuthInfo, RequestContext
+from service.http.envelope import render, success_body
+from service.http.services import SERVICES
+from service.kazoo import errors
+
+Json = dict[str, Any]
+
+
+class ApiAuthResource:
+    needs_auth = False
+
+    def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
+        return ("PUT",) if not args else None
+
+    async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
+        services = ctx.request.app[SERVICES]
+        client = ctx.request.remote or "unknown"
+        if not services.auth_failures.allows(client):
+            raise errors.too_many_requests()
+        try:
+            api_key = _api_key(ctx.data)
+        except errors.KazooError:
+            services.auth_failures.record_failure(client)
+            raise
+        account = await services.accounts.find_by_api_key(api_key)
+        if account is None:
+            services.auth_failures.record_failure(client)
+            # cb_api_auth answers an unknown key with crossbar_util:response_bad_identifier/2.
+            raise errors.bad_document_id(api_key)
+        secret = await services.signing_key.get()
+        token = issue_token(secret, account, ttl=services.settings.token_ttl)
+        ctx.auth_token = token
+        ctx.auth = AuthInfo(account_id=account["_id"], account=account, token=token, claims={})
+        return render(ctx, success_body(ctx, _token_data(account)), 201)
+
+
+def _api_key(data: Json) -> str:
+    if "api_key" not in data:
+        raise errors.validation_error(
+            {
+                "api_key": {
+                    "required": {"message": "Field is required but missing", "value": "api_key"}
+                }
+            }
+        )
+    value = data["api_key"]
+    if not isinstance(value, str):
+        raise errors.validation_error(
+            {
+                "api_key": {
+                    "type": {
+                        "message": "Value did not match type(s): string",
+                        "target": "string",
+                        "value": value,
+                    }
+                }
+            }
+        )
+    if not value:
+        raise errors.invalid_credentials()
+    return value
+
+
+def _token_data(account: Json) -> Json:
+    tree = account.get("pvt_tree") or []
+    return {
+        "account_id": account["_id"],
+        "account_name": account.get("name"),
+        "apps": [],
+        "is_reseller": bool(account.get("pvt_reseller") or account.get("pvt_superduper_admin")),
+        "language": account.get("language", "en-us"),
+        "reseller_id": tree[-1] if tree else account["_id"],
+    }

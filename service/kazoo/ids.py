@@ -1,0 +1,61 @@
+"""KAZOO's naming of ids, databases and times (docs/kazoo-compatibility.md §7.1, §7.2, conventions)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+# Seconds between 0000-01-01 (Erlang's calendar epoch) and 1970-01-01.
+GREGORIAN_OFFSET = 62_167_219_200
+
+ACCOUNT_ID_LENGTH = 32
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+# KAZOO treats these `id` values as "no id given" (kz_term:is_empty/1).
+# KAZOO's database of every account's copy of its account doc (kzs_util, §7.1).
+ACCOUNTS_DB = "accounts"
+
+EMPTY_ID_VALUES = frozenset({"", "0", "undefined", "NULL"})
+
+
+def now_gregorian() -> int:
+    return int(time.time()) + GREGORIAN_OFFSET
+
+
+def new_id() -> str:
+    """16 random bytes as 32 lowercase hex, like kz_datamgr:get_uuid/0."""
+    return uuid.uuid4().hex
+
+
+def is_raw_account_id(value: str) -> bool:
+    # KAZOO's ?MATCH_ACCOUNT_RAW only checks the length, in bytes.
+    return len(value.encode("utf-8")) == ACCOUNT_ID_LENGTH
+
+
+def is_generated_account_id(value: str) -> bool:
+    return bool(_HEX32.match(value))
+
+
+def account_db(account_id: str) -> str:
+    """The real database name: `account/xx/yy/rest`."""
+    return f"account/{account_id[0:2]}/{account_id[2:4]}/{account_id[4:]}"
+
+
+def encoded_account_db(account_id: str) -> str:
+    """What KAZOO stores in `pvt_account_db` and puts in URLs: `account%2Fxx%2Fyy%2Frest`."""
+    return account_db(account_id).replace("/", "%2F")
+
+
+def account_id_from_db(db: str) -> str | None:
+    """The account id of an `account/xx/yy/rest` database name, else None."""
+    parts = db.split("/")
+    if len(parts) != 4 or parts[0] != "account":
+        return None
+    account_id = "".join(parts[1:])
+    return account_id if len(account_id) == ACCOUNT_ID_LENGTH else None
+
+
+def alphanum_name(name: str) -> str:
+    """`pvt_alphanum_name`: lower-cased, every character outside [a-z0-9] removed."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())

@@ -1,0 +1,190 @@
+"""Reading and writing number documents: `numbers/<prefix>` and the owner's copy.
+
+KAZOO keeps each number twice: the authoritative doc in its number database and a copy
+in the database of the account it is assigned to (knm_phone_number:save/1). Every write
+here goes to the number database first, then to the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
+from service.couchdb.design_docs import ensure_design_docs
+from service.kazoo.ids import account_db
+from service.numbers.docs import account_copy, assigned_to, is_live
+from service.numbers.rules import number_db
+from service.stores import listing
+from service.stores.accounts import ADMIN_ONLY_SECURITY
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+NUMBERS_CLASSIFICATION = "numbers"
+
+
+# Number databases read at once by get_many.
+_PARALLEL_READS = 8
+
+
+class NumberStore:
+    def __init__(self, client: CouchClient) -> None:
+        self.client = client
+
+    async def account_page(self, db: str, request: listing.PageRequest) -> listing.Page:
+        """One page of the account's number copies (cb_phone_numbers' summary, §11)."""
+
+        async def install_views() -> None:
+            await ensure_design_docs(self.client, db, "account")
+
+        return await listing.read_page(
+            self.client,
+            db,
+            "phone_numbers",
+            "crossbar_listing",
+            request,
+            install_views=install_views,
+        )
+
+    async def existing_dbs(self, dbs: set[str]) -> set[str]:
+        """Which of these number databases exist, in one `_all_dbs` range read.
+
+        A trunk's DIDs usually fall in many `numbers/+1NPA…` databases that do not exist:
+        one listing instead of a read of each saves ~20 requests a write. It is read
+        afresh every time, so a database replicated in from KAZOO counts at once.
+        """
+        if len(dbs) <= 1:
+            return dbs
+        names = await self.client.all_dbs(startkey=min(dbs), endkey=max(dbs))
+        return dbs & set(names)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get(self, e164: str, *, include_deleted: bool = False) -> Json | None:
+        """The live number doc, or None (no database, no doc, or soft-deleted)."""
+        db = number_db(e164)
+        if db is None:
+            return None
+        try:
+            doc = await self.client.get_doc(db, e164)
+        except (DocumentNotFound, DatabaseNotFound):
+            return None
+        return doc if include_deleted or is_live(doc) else None
+
+    async def get_many(self, numbers: Iterable[str]) -> dict[str, Json]:
+        """The live docs of these E.164 numbers: one request per number database."""
+        by_db: dict[str, list[str]] = defaultdict(list)
+        for e164 in sorted(set(numbers)):
+            db = number_db(e164)
+            if db is not None:
+                by_db[db].append(e164)
+        # Random DIDs spread over many number databases: read them side by side, a few
+        # at a time, rather than one round trip after another.
+        gate = asyncio.Semaphore(_PARALLEL_READS)
+
+        async def read(db: str, ids: list[str]) -> dict[str, Json]:
+            async with gate:
+                try:
+                    return await self.client.get_docs(db, ids)
+                except DatabaseNotFound:
+                    return {}
+
+        existing = await self.existing_dbs(set(by_db))
+        reads = (read(db, ids) for db, ids in by_db.items() if db in existing)
+        found: dict[str, Json] = {}
+        for docs in await asyncio.gather(*reads):
+            found.update({e164: doc for e164, doc in docs.items() if is_live(doc)})
+        return found
+
+    async def get_copy(self, account_id: str, e164: str) -> Json | None:
+        try:
+            return await self.client.get_doc(account_db(account_id), e164)
+        except (DocumentNotFound, DatabaseNotFound):
+            return None
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def save(self, doc: Json) -> Json:
+        """Saves into the number database (created on first use); returns the stored doc.
+
+        Raises DocumentConflict when `doc` is not at the current revision.
+        """
+        db = number_db(doc["_id"])
+        assert db is not None
+        try:
+            saved = await self.client.put_doc(db, doc)
+        except DatabaseNotFound:
+            await self.ensure_db(db)
+            saved = await self.client.put_doc(db, doc)
+        stored = dict(doc)
+        stored["_rev"] = saved.rev
+        return stored
+
+    async def ensure_db(self, db: str) -> None:
+        # knm_phone_number:save_to/3 creates a missing number db and refreshes its views.
+        if await self.client.ensure_db(db):
+            await self.client.put_security(db, ADMIN_ONLY_SECURITY)
+        await ensure_design_docs(self.client, db, NUMBERS_CLASSIFICATION)
+
+    async def delete(self, doc: Json) -> None:
+        """Removes the number from its number database for good (knm_phone_number:delete/1)."""
+        db = number_db(doc["_id"])
+        assert db is not None
+        with contextlib.suppress(DocumentNotFound, DatabaseNotFound):
+            await self.client.delete_doc(db, doc["_id"], doc["_rev"])
+
+    async def save_copy(self, doc: Json) -> bool:
+        """Writes the copy into the owner's account db; False when there is no owner or db.
+
+        Raises DocumentConflict if the copy changed between read and write.
+        """
+        owner = assigned_to(doc)
+        if owner is None:
+            return False
+        copy = account_copy(doc)
+        existing = await self.get_copy(owner, doc["_id"])
+        if existing is not None:
+            copy["_rev"] = existing["_rev"]
+        try:
+            await self.client.put_doc(account_db(owner), copy)
+        except DatabaseNotFound:
+            # KAZOO skips owners without a database ("no db for ~p").
+            log.warning("number owner has no account database", extra={"number": doc["_id"]})
+            return False
+        return True
+
+    async def delete_copy(self, account_id: str, e164: str) -> None:
+        """knm_phone_number:unassign_from_prev/1: the previous owner's copy goes away."""
+        existing = await self.get_copy(account_id, e164)
+        if existing is None:
+            return
+        try:
+            await self.client.delete_doc(account_db(account_id), e164, existing["_rev"])
+        except (DocumentNotFound, DatabaseNotFound):
+            return
+        except DocumentConflict:
+            # Someone rewrote it meanwhile; one more try with the new revision.
+            existing = await self.get_copy(account_id, e164)
+            if existing is not None:
+                await self.client.delete_doc(account_db(account_id), e164, existing["_rev"])
+
+    async def write_through(self, doc: Json, previous_owner: str | None) -> Json:
+        """Number db, then the owner's copy, then the old owner's copy removed."""
+        stored = await self.save(doc)
+        await self.save_copy(stored)
+        if previous_owner is not None and previous_owner != assigned_to(stored):
+            await self.delete_copy(previous_owner, stored["_id"])
+        return stored
+
+    async def remove(self, doc: Json) -> None:
+        """The number gone from its number db and from its owner's account db."""
+        await self.delete(doc)
+        owner = assigned_to(doc)
+        if owner is not None:
+            await self.delete_copy(owner, doc["_id"])
