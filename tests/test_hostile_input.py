@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -262,6 +263,48 @@ async def test_odd_ids_in_the_path(api, couch, master, method, raw_id):
     assert_kazoo_error(reply, 404, "bad_identifier")
     after = await couch.get_doc(master.db, "_design/trunkstore")
     assert after["_rev"] == ddoc["_rev"], "CouchDB's own documents are never reached"
+
+
+# 32 bytes, like an account id, but no CouchDB database name: `account/xx/yy/rest` would
+# be refused (uppercase, `.`/`/`, NUL, non-ASCII), or a doc id starting with `_`.
+UNSTORABLE_ACCOUNT_IDS = [
+    "A" * 32,
+    "abcdef0123456789ABCDEF0123456789",
+    "../" * 10 + "ab",
+    "a/" * 16,
+    "_" * 32,
+    "\u0000" * 32,
+    "a" * 31 + "\u0000",
+    "é" * 16,
+    "a%2Fb" + "c" * 27,
+    "." * 32,
+    "a" * 31 + " ",
+]
+ACCOUNT_SUFFIXES = [
+    "",
+    "/connectivity",
+    "/connectivity/x",
+    "/phone_numbers",
+    "/phone_numbers/%2B14155550100",
+    "/children",
+    "/descendants",
+    "/api_key",
+]
+
+
+@pytest.mark.parametrize("account_id", UNSTORABLE_ACCOUNT_IDS, ids=lambda i: repr(i)[:14])
+async def test_account_ids_couchdb_would_refuse_are_404(api, master, account_id):
+    """Found by the sweep: these reached CouchDB, which refused the database name, and
+    the client saw a 503 datastore fault. Now the 404 of any malformed account id."""
+    encoded = quote(account_id, safe="")
+    for suffix in ACCOUNT_SUFFIXES:
+        for method in ("GET", "PUT", "POST", "DELETE"):
+            path = f"/v2/accounts/{encoded}{suffix}"
+            reply = await probe_raw_path(api, method, path, token=master.token, data={"n": 1})
+            if reply.status == 405:
+                continue  # the verb check comes before the account check (§1)
+            data = assert_kazoo_error(reply, 404, "bad identifier")
+            assert data == {"message": f"invalid account_id '{account_id}'"}
 
 
 async def test_odd_paths_around_ids(api, master):

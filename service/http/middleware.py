@@ -1,4 +1,4 @@
-"""The one place where every outcome becomes a KAZOO response (docs/kazoo-compatibility.md §3, §5)."""
+"""The one place where every outcome becomes a KAZOO response (§3, §5)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.couchdb.client import CouchError, CouchUnreachable
+from service.couchdb.client import (
+    CouchError,
+    CouchFault,
+    CouchRefused,
+    CouchTimeout,
+    CouchUnreachable,
+)
 from service.http.context import RequestContext
 from service.http.envelope import cors_headers, error_body, render, wants_cors
 from service.http.pipeline import CTX_KEY
@@ -38,6 +44,12 @@ def _allowed(ctx: RequestContext) -> list[str]:
 def _as_kazoo_error(ctx: RequestContext, exc: Exception) -> KazooError:
     if isinstance(exc, KazooError):
         return exc
+    if isinstance(exc, CouchFault):
+        return errors.datastore_answered_fault(exc.status)
+    if isinstance(exc, CouchTimeout):
+        return errors.datastore_timeout()
+    if isinstance(exc, CouchRefused):
+        return errors.datastore_refused()
     if isinstance(exc, CouchUnreachable):
         return errors.datastore_unreachable()
     if isinstance(exc, CouchError):

@@ -1,4 +1,4 @@
-"""The request pipeline in Crossbar's order, so the same error wins (docs/kazoo-compatibility.md §1).
+"""The request pipeline in Crossbar's order, so the same error wins (§1).
 
 body/envelope (400/413) → expired token (401) → path (404) → verb (405/501) →
 account (404) → authentication (401) → authorization (403) → Accept (406) →
@@ -26,7 +26,7 @@ from service.http.resources.schemas import SchemasResource
 from service.http.resources.token_auth import TokenAuthResource
 from service.http.services import SERVICES, Services
 from service.kazoo import errors
-from service.kazoo.ids import is_raw_account_id
+from service.kazoo.ids import is_raw_account_id, is_storable_account_id
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"})
 TUNNELLED_VERBS = frozenset({"PUT", "DELETE", "PATCH", "POST"})
@@ -174,7 +174,9 @@ async def _load_target_account(
 ) -> None:
     if account_id == "":
         raise errors.missing_account_id()
-    if not is_raw_account_id(account_id):
+    if not is_raw_account_id(account_id) or not is_storable_account_id(account_id):
+        # An id CouchDB would refuse as a database name is as invalid as a short one:
+        # the same 404 (docs/kazoo-compatibility.md §5.1), never the datastore's 500.
         raise errors.invalid_account_id(account_id)
     reader = services.accounts if fresh else services.account_cache
     account = await reader.get(account_id)
