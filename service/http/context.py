@@ -38,6 +38,8 @@ class RequestContext:
     account: Json | None = None
     # The verbs of the matched path, for the CORS headers of the answer.
     allowed_methods: tuple[str, ...] | None = None
+    # The body `Accept` prefers (http/negotiation.py); listings honour "csv".
+    accepts: str = "json"
 
     def req_value(self, key: str, default: Any = None) -> Any:
         """KAZOO's cb_context:req_value/2: `data` first, then query string, then envelope.

@@ -16,6 +16,7 @@ from service.auth.tokens import TokenExpired, TokenInvalid, may_act_on, token_ma
 from service.http.body import media_type, read_body
 from service.http.context import AuthInfo, RequestContext
 from service.http.envelope import cors_headers, wants_cors
+from service.http.negotiation import preferred_body
 from service.http.resources.accounts import AccountsResource
 from service.http.resources.api_auth import ApiAuthResource
 from service.http.resources.base import Resource
@@ -224,19 +225,7 @@ def _authorize(ctx: RequestContext) -> None:
 
 
 def _check_accept(ctx: RequestContext) -> None:
-    accept = ctx.request.headers.get("Accept")
-    if not accept:
-        return
-    for part in accept.split(","):
-        kind = part.split(";", 1)[0].strip().lower()
-        if kind in (
-            "*/*",
-            "application/*",
-            "application/json",
-            "application/x-json",
-            "text/*",
-        ) or kind.endswith("+json"):
-            return
-        if kind in ("text/csv", "text/comma-separated-values"):
-            return
-    raise errors.not_acceptable()
+    accepts = preferred_body(ctx.request.headers.get("Accept"))
+    if accepts is None:
+        raise errors.not_acceptable()
+    ctx.accepts = accepts
