@@ -15,9 +15,11 @@ from service.couchdb.client import (
     CouchTimeout,
     CouchUnreachable,
 )
+from service.http.client_address import client_address
 from service.http.context import RequestContext
 from service.http.envelope import cors_headers, error_body, render, wants_cors
 from service.http.pipeline import CTX_KEY
+from service.http.services import SERVICES
 from service.kazoo import errors
 from service.kazoo.errors import KazooError
 from service.kazoo.ids import new_id
@@ -72,12 +74,18 @@ def _as_kazoo_error(ctx: RequestContext, exc: Exception) -> KazooError:
 @web.middleware
 async def kazoo_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
+    services = request.app.get(SERVICES)
     ctx = RequestContext(
         request=request,
         request_id=_request_id(request),
         method=request.method.upper(),
         query=request.query,
     )
+    if services is not None:
+        ctx.buckets = services.buckets
+        ctx.client_ip = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), services.reverse_proxies
+        )
     request[CTX_KEY] = ctx
     try:
         response = await handler(request)

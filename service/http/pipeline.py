@@ -1,8 +1,8 @@
 """The request pipeline in Crossbar's order, so the same error wins (§1).
 
 body/envelope (400/413) → expired token (401) → path (404) → verb (405/501) →
-account (404) → authentication (401) → authorization (403) → Accept (406) →
-resource validation and execution.
+account (404) → rate limit (429) → authentication (401) → authorization (403) →
+Accept (406) → resource validation and execution.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         # A change to the account itself starts from its current doc, never a cached one.
         fresh = route.resource is ACCOUNTS and ctx.method != "GET"
         await _load_target_account(ctx, services, route.account_id, fresh=fresh)
+    _take_tokens(ctx)
     if route.resource.needs_auth:
         await _authenticate(ctx, services)
         _authorize(ctx)
@@ -185,6 +186,14 @@ async def _load_target_account(
     if account is None or account.get("pvt_deleted") or account.get("pvt_type") != "account":
         raise errors.unknown_account(account_id)
     ctx.account_id, ctx.account = account_id, account
+
+
+def _take_tokens(ctx: RequestContext) -> None:
+    # Crossbar takes a request's tokens once the URL account is known and before the
+    # credentials are checked (cb_token_auth:authenticate/3): 429 wins over 401 (§10.5).
+    # Preflights and heartbeats never get here.
+    if ctx.buckets is not None and not ctx.buckets.take(ctx.bucket):
+        raise errors.too_many_requests()
 
 
 async def _authenticate(ctx: RequestContext, services: Services) -> None:
