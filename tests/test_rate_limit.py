@@ -92,7 +92,7 @@ def test_bucket_memory_is_bounded():
     buckets = RequestBuckets(2, 0, 1, clock=clock, max_buckets=100)
     for n in range(1_000):
         buckets.take(f"10.0.{n // 256}.{n % 256}/acct")
-    assert len(buckets._buckets) <= 100
+    assert len(buckets) <= 100
 
 
 def test_bucket_names_are_kazoos():

@@ -56,6 +56,10 @@ class RequestBuckets:
         self._max = max_buckets
         self._buckets: dict[str, _Bucket] = {}
 
+    def __len__(self) -> int:
+        """How many buckets are held in memory."""
+        return len(self._buckets)
+
     @property
     def enabled(self) -> bool:
         return self.cost > 0

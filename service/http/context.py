@@ -68,7 +68,7 @@ class RequestContext:
         """The request's bucket: client address and URL account (cb_modules_util)."""
         return bucket_key(self.client_ip, self.account_id)
 
-    def tokens(self) -> Json | None:
+    def bucket_tokens(self) -> Json | None:
         """The envelope's `tokens` (api_util:get_token_obj/1): the configured cost, even
         when nothing was taken, and what is left in the bucket."""
         if self.buckets is None:

@@ -48,7 +48,7 @@ def _base(ctx: RequestContext | None, status: str) -> Json:
         "status": status,
         "timestamp": iso_timestamp(),
     }
-    tokens = ctx.tokens() if ctx is not None else None
+    tokens = ctx.bucket_tokens() if ctx is not None else None
     if tokens is not None:
         body["tokens"] = tokens
     if ctx is not None and ctx.auth_token is not None:
