@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,14 @@ class Settings:
     # 0 MB turns the cache off.
     read_cache_mb: int = 32
     read_cache_databases: int = 64
+    # Crossbar's request token buckets, one per client address and URL account (§10.5):
+    # `rate_limit_tokens` to start with and at most, `rate_limit_fill_rate` more each
+    # second, `rate_limit_cost` per request; a cost of 0 turns the limits off.
+    rate_limit_tokens: int = 100
+    rate_limit_fill_rate: int = 10
+    rate_limit_cost: int = 1
+    # Peers whose X-Forwarded-For names the client (KAZOO's crossbar.reverse_proxies).
+    reverse_proxies: tuple[str, ...] = ("127.0.0.1",)
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -115,6 +124,23 @@ def _log_level(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _reverse_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get(PREFIX + "REVERSE_PROXIES", "").strip()
+    if not raw:
+        return Settings.reverse_proxies
+    if raw.lower() == "none":
+        return ()
+    entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}REVERSE_PROXIES must list IP addresses or CIDR blocks, got {entry!r}"
+            ) from None
+    return entries
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parses the environment; raises ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -137,4 +163,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         account_cache_seconds=_float(env, "ACCOUNT_CACHE_SECONDS", 5.0, low=0.0),
         read_cache_mb=_int(env, "READ_CACHE_MB", 32, low=0, high=1 << 20),
         read_cache_databases=_int(env, "READ_CACHE_DATABASES", 64, low=1, high=10_000),
+        rate_limit_tokens=_int(env, "RATE_LIMIT_TOKENS", 100, low=1, high=1 << 31),
+        rate_limit_fill_rate=_int(env, "RATE_LIMIT_FILL_RATE", 10, low=0, high=1 << 31),
+        rate_limit_cost=_int(env, "RATE_LIMIT_COST", 1, low=0, high=1 << 31),
+        reverse_proxies=_reverse_proxies(env),
     )

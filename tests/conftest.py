@@ -65,8 +65,14 @@ async def log_audit(couch_url: str) -> AsyncIterator[None]:
     assert not leaks, f"{len(leaks)} log lines with secrets:\n" + "\n".join(leaks[:20])
 
 
+# The suite sends thousands of requests from 127.0.0.1, many to one account: Crossbar's
+# request buckets (100 tokens, 10 a second) would throttle it. Every instance the tests
+# start has them off (cost 0) unless a test asks for them (tests/test_rate_limit.py).
+NO_RATE_LIMIT: dict[str, Any] = {"rate_limit_cost": 0}
+
+
 def settings_for(couch_url: str, **overrides: Any) -> Settings:
-    return Settings(couch_url=couch_url, **overrides)
+    return Settings(couch_url=couch_url, **{**NO_RATE_LIMIT, **overrides})
 
 
 @pytest_asyncio.fixture(scope="session")

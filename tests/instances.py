@@ -33,6 +33,8 @@ async def now(value: bool) -> bool:
 
 async def instance_for(couch_url: str, **settings: Any) -> TestClient:
     """A started service instance of its own on `couch_url`, with these settings."""
+    # Rate limits off unless asked for, as every test instance (tests/conftest.py).
+    settings = {"rate_limit_cost": 0, **settings}
     client = TestClient(TestServer(create_app(Settings(couch_url=couch_url, **settings))))
     await client.start_server()
     return client

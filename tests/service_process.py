@@ -62,6 +62,8 @@ class ServiceProcess:
             "CONNECTIVITY_HOST": "127.0.0.1",
             "CONNECTIVITY_COUCH_URL": "",
             "CONNECTIVITY_LOG_LEVEL": "INFO",
+            # Rate limits off, as every test instance (tests/conftest.py).
+            "CONNECTIVITY_RATE_LIMIT_COST": "0",
             **settings,
         }
         self.process: asyncio.subprocess.Process | None = None

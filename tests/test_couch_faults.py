@@ -93,7 +93,8 @@ async def test_couchdb_down_at_start_up(couch_url, master, caplog):
         assert health.status == 503
         assert health.body == {"couchdb": False}
         listing = await call(api, "GET", master.url(), token=master.token)
-        assert_kazoo_error(listing, 503, "datastore_unreachable")
+        refused = {"message": "datastore connection refused"}
+        assert assert_kazoo_error(listing, 503, "datastore_unreachable") == refused
         login = await call(api, "PUT", "/v2/api_auth", data={"api_key": master.api_key})
         assert_kazoo_error(login, 503, "datastore_unreachable")
         assert _fault_records(caplog), "every CouchDB fault is logged"
@@ -209,7 +210,8 @@ async def test_slow_read_past_the_timeout(slow, proxy, master, caplog):
     started = time.monotonic()
     reply = await call(slow, "GET", master.url(f"/{doc_id}"), token=master.token)
     elapsed = time.monotonic() - started
-    assert_kazoo_error(reply, 503, "datastore_unreachable")
+    data = assert_kazoo_error(reply, 503, "datastore_unreachable")
+    assert data == {"message": "datastore timeout"}
     assert SLOW_COUCH_TIMEOUT <= elapsed < SLOW_COUCH_TIMEOUT + 1.5
     assert any(getattr(r, "fault", "") for r in _fault_records(caplog))
     again = await call(slow, "GET", master.url(f"/{doc_id}"), token=master.token)
@@ -245,19 +247,21 @@ async def test_couchdb_answering_5xx(faulty, proxy, couch, master, caplog, statu
     doc_id = (await _create(faulty, master))["data"]["id"]
     proxy.inject("respond", method="GET", path_contains=f"/{doc_id}", status=status)
     reply = await call(faulty, "GET", master.url(f"/{doc_id}"), token=master.token)
-    assert_kazoo_error(reply, 503, "datastore_unreachable")
+    # CouchDB was reached and answered a fault: said so, not "timeout".
+    fault = {"cause": f"couchdb answered {status}", "message": "datastore fatal error"}
+    assert assert_kazoo_error(reply, 503, "datastore_fault") == fault
     assert [r.couch_status for r in _fault_records(caplog)] == [status]
 
     new = new_id()
     proxy.inject("respond", method="PUT", path_contains=f"/{new}", status=status)
     reply = await call(faulty, "PUT", master.url(), data={"id": new}, token=master.token)
-    assert_kazoo_error(reply, 503, "datastore_unreachable")
+    assert assert_kazoo_error(reply, 503, "datastore_fault") == fault
     await _assert_absent(faulty, couch, master, new)
 
     listing_view = "/_design/trunkstore/_view/crossbar_listing"
     proxy.inject("respond", path_contains=listing_view, status=status)
     reply = await call(faulty, "GET", master.url(), token=master.token)
-    assert_kazoo_error(reply, 503, "datastore_unreachable")
+    assert assert_kazoo_error(reply, 503, "datastore_fault") == fault
 
     assert (await call(faulty, "GET", master.url(f"/{doc_id}"), token=master.token)).status == 200
     assert (await call(faulty, "GET", master.url(), token=master.token)).status == 200

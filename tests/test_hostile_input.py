@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -264,6 +265,48 @@ async def test_odd_ids_in_the_path(api, couch, master, method, raw_id):
     assert after["_rev"] == ddoc["_rev"], "CouchDB's own documents are never reached"
 
 
+# 32 bytes, like an account id, but no CouchDB database name: `account/xx/yy/rest` would
+# be refused (uppercase, `.`/`/`, NUL, non-ASCII), or a doc id starting with `_`.
+UNSTORABLE_ACCOUNT_IDS = [
+    "A" * 32,
+    "abcdef0123456789ABCDEF0123456789",
+    "../" * 10 + "ab",
+    "a/" * 16,
+    "_" * 32,
+    "\u0000" * 32,
+    "a" * 31 + "\u0000",
+    "é" * 16,
+    "a%2Fb" + "c" * 27,
+    "." * 32,
+    "a" * 31 + " ",
+]
+ACCOUNT_SUFFIXES = [
+    "",
+    "/connectivity",
+    "/connectivity/x",
+    "/phone_numbers",
+    "/phone_numbers/%2B14155550100",
+    "/children",
+    "/descendants",
+    "/api_key",
+]
+
+
+@pytest.mark.parametrize("account_id", UNSTORABLE_ACCOUNT_IDS, ids=lambda i: repr(i)[:14])
+async def test_account_ids_couchdb_would_refuse_are_404(api, master, account_id):
+    """Found by the sweep: these reached CouchDB, which refused the database name, and
+    the client saw a 503 datastore fault. Now the 404 of any malformed account id."""
+    encoded = quote(account_id, safe="")
+    for suffix in ACCOUNT_SUFFIXES:
+        for method in ("GET", "PUT", "POST", "DELETE"):
+            path = f"/v2/accounts/{encoded}{suffix}"
+            reply = await probe_raw_path(api, method, path, token=master.token, data={"n": 1})
+            if reply.status == 405:
+                continue  # the verb check comes before the account check (§1)
+            data = assert_kazoo_error(reply, 404, "bad identifier")
+            assert data == {"message": f"invalid account_id '{account_id}'"}
+
+
 async def test_odd_paths_around_ids(api, master):
     for raw in (
         "/_design/trunkstore",
@@ -300,32 +343,60 @@ async def test_very_long_ids(api, master):
 # -- query strings, content types, methods, headers ----------------------------------
 
 
+ODD_QUERIES = [
+    "unknown=1",
+    "page_size=abc",
+    "page_size=0",
+    "page_size=-5",
+    "page_size=" + "9" * 30,
+    "page_size=1&page_size=2",
+    "start_key=%ff%fe",
+    "start_key=g2wAAAAB",
+    "start_key=" + "A" * 5_000,
+    "end_key=%00",
+    "ascending=maybe",
+    "descending=true&ascending=true",
+    "paginate=nope",
+    "jsonp=%3Cscript%3E",
+    "pretty_print=yes",
+    "accept=application/xml",
+    "should_soft_delete=banana",
+    "auth_token=garbage",
+    "verb=%00",
+    "created_from=abc&created_to=%ff",
+    "filter_name=x&filter_not_servers.0=1",
+    "%ff=%fe",
+    # Found by the sweep of every listing's paging and filter parameters:
+    "start_key=%00",
+    "start_key=_design%2F",
+    "start_key=%5B%5D",
+    "start_key=%7B%7D",
+    "start_key=g3cEdHJ1ZQ",  # an encoded `true`
+    "start_key=g2wAAAABYQFq",  # an encoded [1]
+    "end_key=" + "A" * 5_000,
+    "page_size=1e3",
+    "page_size=1.5",
+    "page_size=%00",
+    "filter_name=%00",
+    "filter_name=%5B",
+    "filter_name=%5B1%2C2%5D",
+    "has_key=%00",
+    "has_key=" + "a." * 3_000,
+    "filter_a.b.c.0.1=x",
+    "created_from=" + "9" * 40,
+    "modified_to=1e400",
+    "key_missing=..",
+    "has_value=%2F",
+    "accept=csv",
+    "accept=csv&file_name=%00%0D%0A",
+    "paginate=false&start_key=%00",
+    "ascending=true&start_key=zz&end_key=aa",
+]
+
+
 @pytest.mark.parametrize(
     "query",
-    [
-        "unknown=1",
-        "page_size=abc",
-        "page_size=0",
-        "page_size=-5",
-        "page_size=" + "9" * 30,
-        "page_size=1&page_size=2",
-        "start_key=%ff%fe",
-        "start_key=g2wAAAAB",
-        "start_key=" + "A" * 5_000,
-        "end_key=%00",
-        "ascending=maybe",
-        "descending=true&ascending=true",
-        "paginate=nope",
-        "jsonp=%3Cscript%3E",
-        "pretty_print=yes",
-        "accept=application/xml",
-        "should_soft_delete=banana",
-        "auth_token=garbage",
-        "verb=%00",
-        "created_from=abc&created_to=%ff",
-        "filter_name=x&filter_not_servers.0=1",
-        "%ff=%fe",
-    ],
+    ODD_QUERIES,
     ids=lambda q: q[:30],
 )
 async def test_unknown_and_odd_query_parameters(api, master, query):
@@ -473,3 +544,91 @@ async def test_request_ids_that_are_not_utf8_are_replaced(api, master):
 async def test_heartbeat_is_not_confused_by_bodies(api, couch: CouchClient):
     reply = await probe(api, "GET", "/__heartbeat__", raw=b"\xff" * 1000)
     assert reply.status == 200
+
+
+@pytest.mark.parametrize("query", ODD_QUERIES, ids=lambda q: q[:30])
+async def test_odd_query_parameters_on_every_listing(api, master, query):
+    """The sweep of every path that reads paging or filter parameters."""
+    base = f"/v2/accounts/{master.id}"
+    for path in (f"{base}/children", f"{base}/descendants", f"{base}/phone_numbers", "/v2/schemas"):
+        reply = await probe_raw_path(api, "GET", f"{path}?{query}", token=master.token)
+        assert reply.status in (200, 204, 400, 401, 404), reply.text[:300]
+
+
+ODD_NUMBERS = [
+    "_design%2Fphone_numbers",
+    "_all_docs",
+    "..",
+    "%2E%2E",
+    "%00",
+    "%2F",
+    "x%2Fy",
+    "%2B",
+    "+",
+    "_",
+    "%20",
+    "%2B1415555%000100",
+    "%2B1415555010a",
+    "%2B%C3%A9",
+    "%2B" + "1" * 300,
+    "1" * 5_000,
+]
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS, ids=lambda n: n[:20])
+async def test_odd_numbers_in_the_path(api, master, number):
+    path = f"/v2/accounts/{master.id}/phone_numbers/{number}"
+    for method in ("GET", "PUT", "DELETE"):
+        reply = await probe_raw_path(api, method, path, token=master.token, data={})
+        assert 400 <= reply.status < 500, reply.text[:300]
+
+
+ODD_SCHEMA_NAMES = [
+    "CONNECTIVITY",
+    "..",
+    "%2E%2E",
+    "..%2F..%2Fpyproject",
+    "%2Fetc%2Fpasswd",
+    "%2e%2e%2fREADME",
+    "%00",
+    "connectivity%00",
+    "connectivity.json",
+    "_design",
+    ".",
+    "%C3%A9",
+    "a" * 5_000,
+]
+
+
+@pytest.mark.parametrize("name", ODD_SCHEMA_NAMES, ids=lambda n: n[:20])
+async def test_odd_schema_names(api, master, name):
+    """Schema names never reach the file system outside `schemas/`."""
+    for method, suffix in (("GET", ""), ("PUT", "/validation")):
+        path = f"/v2/schemas/{name}{suffix}"
+        reply = await probe_raw_path(api, method, path, token=master.token, data={})
+        if reply.status == 414 or (reply.status == 400 and reply.body is None):
+            continue  # longer than aiohttp reads as a request line
+        assert_kazoo_error(reply, 404, "bad_identifier")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-For": "x" * 7_000},
+        {"X-Forwarded-For": ", ".join(["10.0.0.1"] * 500)},
+        {"X-Forwarded-For": "999.1.1.1"},
+        {"X-Forwarded-For": "::ffff:300.1.1.1, fe80::1%eth0"},
+        {"X-Forwarded-For": "\u00ff\u00fe"},
+        {"X-File-Name": "\u00ff" * 300, "Accept": "text/csv"},
+        {"X-File-Name": "..", "Accept": "text/csv"},
+        {"X-File-Name": "a" * 7_000, "Accept": "text/csv"},
+        {"Accept": "text/csv;q=abc, application/json;q=nan"},
+        {"Accept": "text/csv;q=0"},
+        {"Accept": "*/*;q=0.0001, text/csv;q=1e400"},
+    ],
+    ids=lambda h: next(iter(h)) + str(len(next(iter(h.values())))),
+)
+async def test_odd_forwarding_file_name_and_accept_headers(api, master, headers):
+    await probe(api, "PUT", master.url(), data={"name": "h"}, token=master.token)
+    reply = await probe(api, "GET", master.url(), token=master.token, headers=headers)
+    assert reply.status in (200, 406), reply.text[:300]

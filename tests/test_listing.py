@@ -70,6 +70,20 @@ async def test_paging_ascending(api, master):
     assert raw.data == ["doc-003", "doc-004"]
 
 
+async def test_a_raw_start_key_is_echoed_in_kazoos_encoded_form(api, master):
+    """KAZOO decodes the start key it is given and encodes it again for the envelope
+    (§9): a plain id and its encoded form give the same answer, echo included."""
+    await _fill(api, master, 4)
+    pages = []
+    for given in ("doc-002", encode_start_key("doc-002")):
+        params = {"page_size": "2", "start_key": given}
+        pages.append(await call(api, "GET", master.url(), token=master.token, params=params))
+    raw, encoded = pages
+    assert raw.data == encoded.data == ["doc-002", "doc-001"]
+    assert raw.body["start_key"] == encoded.body["start_key"] == encode_start_key("doc-002")
+    assert raw.body["next_start_key"] == encode_start_key("doc-000")
+
+
 async def test_descending_false_alone_still_lists_descending(api, master):
     """KAZOO's code, not its docs (§14 #14)."""
     await _fill(api, master, 3)

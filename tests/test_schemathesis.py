@@ -77,8 +77,11 @@ class RunReport:
 
 @pytest.fixture(scope="module")
 def live(couch_url: str) -> Iterator[LiveService]:
-    # A generous failed-login bucket: random api keys are part of the run.
-    service = LiveService(Settings(couch_url=couch_url, auth_failure_burst=1_000_000))
+    # A generous failed-login bucket: random api keys are part of the run; and no
+    # request buckets, as every test instance (tests/conftest.py).
+    service = LiveService(
+        Settings(couch_url=couch_url, auth_failure_burst=1_000_000, rate_limit_cost=0)
+    )
     service.start()
     yield service
     service.stop()

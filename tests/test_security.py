@@ -134,7 +134,9 @@ async def test_token_lifecycle_expiry(couch_url, make_account):
     # `exp` is whole seconds from the issuing second, so a TTL of 2 leaves the token at
     # least one second of life; with 1 it could expire before its first use (seen on
     # Apache CouchDB, where login and first request take longer than on the embedded one).
-    client = TestClient(TestServer(create_app(Settings(couch_url=couch_url, token_ttl=2))))
+    client = TestClient(
+        TestServer(create_app(Settings(couch_url=couch_url, token_ttl=2, rate_limit_cost=0)))
+    )
     await client.start_server()
     try:
         login = await call(client, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
@@ -158,7 +160,9 @@ async def test_token_description_and_revocation_across_instances(api, couch_url,
     login = await call(api, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
     second_token = login.body["auth_token"]
     other = TestClient(
-        TestServer(create_app(Settings(couch_url=couch_url, revocation_cache_seconds=0)))
+        TestServer(
+            create_app(Settings(couch_url=couch_url, revocation_cache_seconds=0, rate_limit_cost=0))
+        )
     )
     await other.start_server()
     try:
@@ -178,7 +182,12 @@ async def test_failed_logins_are_rate_limited(couch_url, make_account):
     from aiohttp.test_utils import TestClient, TestServer
 
     account = await make_account("Limited")
-    settings = Settings(couch_url=couch_url, auth_failure_burst=3, auth_failure_refill_per_second=0)
+    settings = Settings(
+        couch_url=couch_url,
+        auth_failure_burst=3,
+        auth_failure_refill_per_second=0,
+        rate_limit_cost=0,
+    )
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:

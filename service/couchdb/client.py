@@ -38,7 +38,22 @@ class CouchError(Exception):
 
 
 class CouchUnreachable(CouchError):
-    """CouchDB could not be reached, timed out, or answered 5xx: retry later."""
+    """CouchDB could not be reached, timed out, or answered 5xx: retry later.
+
+    The subclasses say which, so that the client is told what happened.
+    """
+
+
+class CouchTimeout(CouchUnreachable):
+    """CouchDB did not answer within the configured timeout."""
+
+
+class CouchRefused(CouchUnreachable):
+    """Nothing accepted the connection to CouchDB."""
+
+
+class CouchFault(CouchUnreachable):
+    """CouchDB answered, with a 5xx: a fault on its side, not a lost connection."""
 
 
 class DocumentNotFound(CouchError):
@@ -138,7 +153,8 @@ class CouchClient:
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 # CouchDB errors are answered by status, never by exception.
                 raise_for_status=False,
-                # Compressed continuous feeds stall on the embedded server (docs/embedded-couchdb.md).
+                # Compressed continuous feeds stall on the embedded server
+                # (docs/embedded-couchdb.md).
                 auto_decompress=True,
             )
 
@@ -166,7 +182,8 @@ class CouchClient:
     ) -> tuple[int, Any]:
         """Sends one request; returns (status, decoded JSON body).
 
-        Connection failures, timeouts and 5xx answers become `CouchUnreachable`.
+        Connection failures become `CouchUnreachable`, timeouts `CouchTimeout` and 5xx
+        answers `CouchFault` (both kinds of `CouchUnreachable`).
         """
         status, raw = await self._exchange(method, path, params=params, body=body)
         return status, _decode(raw)
@@ -203,13 +220,13 @@ class CouchClient:
                 "couchdb unreachable",
                 extra={"couch_method": method, "couch_path": path, "fault": type(exc).__name__},
             )
-            raise CouchUnreachable(f"{method} {path}: {type(exc).__name__}") from exc
+            raise _unreachable_kind(exc)(f"{method} {path}: {type(exc).__name__}") from exc
         if status >= 500:
             log.warning(
                 "couchdb fault",
                 extra={"couch_method": method, "couch_path": path, "couch_status": status},
             )
-            raise CouchUnreachable(f"{method} {path}: HTTP {status}", status=status)
+            raise CouchFault(f"{method} {path}: HTTP {status}", status=status)
         if status == 409 and attempts.tries > 1:
             # aiohttp resent this PUT/DELETE once after the connection dropped; the
             # conflict may be with our own first attempt, which CouchDB then committed.
@@ -389,7 +406,7 @@ class CouchClient:
                 if resp.status != 200:
                     body = _decode(await resp.read())
                     if resp.status >= 500:
-                        raise CouchUnreachable(f"GET /{db}/_changes: HTTP {resp.status}")
+                        raise CouchFault(f"GET /{db}/_changes: HTTP {resp.status}")
                     _raise_not_found(resp.status, body, db, None)
                     _expect(resp.status, body, (200,), f"GET /{db}/_changes")
                 if opened is not None:
@@ -428,6 +445,14 @@ class _AttemptCounter:
     ) -> aiohttp.ClientResponse:
         self.tries += 1
         return await handler(request)
+
+
+def _unreachable_kind(exc: BaseException) -> type[CouchUnreachable]:
+    if isinstance(exc, TimeoutError):
+        return CouchTimeout
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
+        return CouchRefused
+    return CouchUnreachable
 
 
 def _decode(raw: bytes) -> Any:

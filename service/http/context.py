@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from service.auth.buckets import RequestBuckets, bucket_key
+
 Json = dict[str, Any]
 
 
@@ -38,6 +40,12 @@ class RequestContext:
     account: Json | None = None
     # The verbs of the matched path, for the CORS headers of the answer.
     allowed_methods: tuple[str, ...] | None = None
+    # The body `Accept` prefers (http/negotiation.py); listings honour "csv".
+    accepts: str = "json"
+    # Where the request comes from (http/client_address.py) and the service's request
+    # buckets, for the rate limit and the envelope's `tokens`.
+    client_ip: str | None = None
+    buckets: RequestBuckets | None = None
 
     def req_value(self, key: str, default: Any = None) -> Any:
         """KAZOO's cb_context:req_value/2: `data` first, then query string, then envelope.
@@ -54,6 +62,18 @@ class RequestContext:
     @property
     def is_authenticated(self) -> bool:
         return self.auth is not None
+
+    @property
+    def bucket(self) -> str:
+        """The request's bucket: client address and URL account (cb_modules_util)."""
+        return bucket_key(self.client_ip, self.account_id)
+
+    def bucket_tokens(self) -> Json | None:
+        """The envelope's `tokens` (api_util:get_token_obj/1): the configured cost, even
+        when nothing was taken, and what is left in the bucket."""
+        if self.buckets is None:
+            return None
+        return {"consumed": self.buckets.cost, "remaining": self.buckets.remaining(self.bucket)}
 
 
 def is_false(value: Any) -> bool:

@@ -48,6 +48,9 @@ def _base(ctx: RequestContext | None, status: str) -> Json:
         "status": status,
         "timestamp": iso_timestamp(),
     }
+    tokens = ctx.bucket_tokens() if ctx is not None else None
+    if tokens is not None:
+        body["tokens"] = tokens
     if ctx is not None and ctx.auth_token is not None:
         body["auth_token"] = ctx.auth_token
     if ctx is not None and ctx.is_authenticated:

@@ -1,4 +1,4 @@
-"""The one place where every outcome becomes a KAZOO response (docs/kazoo-compatibility.md §3, §5)."""
+"""The one place where every outcome becomes a KAZOO response (§3, §5)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.couchdb.client import CouchError, CouchUnreachable
+from service.couchdb.client import (
+    CouchError,
+    CouchFault,
+    CouchRefused,
+    CouchTimeout,
+    CouchUnreachable,
+)
+from service.http.client_address import client_address
 from service.http.context import RequestContext
 from service.http.envelope import cors_headers, error_body, render, wants_cors
 from service.http.pipeline import CTX_KEY
+from service.http.services import SERVICES
 from service.kazoo import errors
 from service.kazoo.errors import KazooError
 from service.kazoo.ids import new_id
@@ -38,6 +46,12 @@ def _allowed(ctx: RequestContext) -> list[str]:
 def _as_kazoo_error(ctx: RequestContext, exc: Exception) -> KazooError:
     if isinstance(exc, KazooError):
         return exc
+    if isinstance(exc, CouchFault):
+        return errors.datastore_answered_fault(exc.status)
+    if isinstance(exc, CouchTimeout):
+        return errors.datastore_timeout()
+    if isinstance(exc, CouchRefused):
+        return errors.datastore_refused()
     if isinstance(exc, CouchUnreachable):
         return errors.datastore_unreachable()
     if isinstance(exc, CouchError):
@@ -60,12 +74,18 @@ def _as_kazoo_error(ctx: RequestContext, exc: Exception) -> KazooError:
 @web.middleware
 async def kazoo_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
+    services = request.app.get(SERVICES)
     ctx = RequestContext(
         request=request,
         request_id=_request_id(request),
         method=request.method.upper(),
         query=request.query,
     )
+    if services is not None:
+        ctx.buckets = services.buckets
+        ctx.client_ip = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), services.reverse_proxies
+        )
     request[CTX_KEY] = ctx
     try:
         response = await handler(request)

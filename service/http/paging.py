@@ -23,7 +23,8 @@ def page_request(
         descending=_descending(ctx),
         page_size=_page_size(ctx, default_page_size),
         start_key=start_key,
-        start_key_given=raw_start if raw_start is not None else None,
+        start_key_given=raw_start is not None,
+        given_start_key=start_key,
         end_key=ctx.req_value("end_key"),
         doc_filter=build_filter(ctx.request.query_string) if query_filters else None,
     )
@@ -61,8 +62,10 @@ def paging_envelope(request: PageRequest, page: Page) -> Json:
     if request.page_size is None:
         return {}
     extra: Json = {"page_size": len(page.rows)}
-    if request.start_key_given is not None:
-        extra["start_key"] = request.start_key_given
+    if request.start_key_given:
+        # KAZOO echoes the key it decoded, encoded again (api_util:encode_start_keys/2):
+        # a raw doc id comes back in the opaque form a `next_start_key` has (§9).
+        extra["start_key"] = encode_start_key(request.given_start_key)
     if page.has_next:
         extra["next_start_key"] = encode_start_key(page.next_key)
     return extra

@@ -1,8 +1,8 @@
-"""The request pipeline in Crossbar's order, so the same error wins (docs/kazoo-compatibility.md §1).
+"""The request pipeline in Crossbar's order, so the same error wins (§1).
 
 body/envelope (400/413) → expired token (401) → path (404) → verb (405/501) →
-account (404) → authentication (401) → authorization (403) → Accept (406) →
-resource validation and execution.
+account (404) → rate limit (429) → authentication (401) → authorization (403) →
+Accept (406) → resource validation and execution.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from service.auth.tokens import TokenExpired, TokenInvalid, may_act_on, token_ma
 from service.http.body import media_type, read_body
 from service.http.context import AuthInfo, RequestContext
 from service.http.envelope import cors_headers, wants_cors
+from service.http.negotiation import preferred_body
 from service.http.resources.accounts import AccountsResource
 from service.http.resources.api_auth import ApiAuthResource
 from service.http.resources.base import Resource
@@ -26,7 +27,7 @@ from service.http.resources.schemas import SchemasResource
 from service.http.resources.token_auth import TokenAuthResource
 from service.http.services import SERVICES, Services
 from service.kazoo import errors
-from service.kazoo.ids import is_raw_account_id
+from service.kazoo.ids import is_raw_account_id, is_storable_account_id
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"})
 TUNNELLED_VERBS = frozenset({"PUT", "DELETE", "PATCH", "POST"})
@@ -113,6 +114,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         # A change to the account itself starts from its current doc, never a cached one.
         fresh = route.resource is ACCOUNTS and ctx.method != "GET"
         await _load_target_account(ctx, services, route.account_id, fresh=fresh)
+    _take_tokens(ctx)
     if route.resource.needs_auth:
         await _authenticate(ctx, services)
         _authorize(ctx)
@@ -174,7 +176,9 @@ async def _load_target_account(
 ) -> None:
     if account_id == "":
         raise errors.missing_account_id()
-    if not is_raw_account_id(account_id):
+    if not is_raw_account_id(account_id) or not is_storable_account_id(account_id):
+        # An id CouchDB would refuse as a database name is as invalid as a short one:
+        # the same 404 (docs/kazoo-compatibility.md §5.1), never the datastore's 500.
         raise errors.invalid_account_id(account_id)
     reader = services.accounts if fresh else services.account_cache
     account = await reader.get(account_id)
@@ -182,6 +186,14 @@ async def _load_target_account(
     if account is None or account.get("pvt_deleted") or account.get("pvt_type") != "account":
         raise errors.unknown_account(account_id)
     ctx.account_id, ctx.account = account_id, account
+
+
+def _take_tokens(ctx: RequestContext) -> None:
+    # Crossbar takes a request's tokens once the URL account is known and before the
+    # credentials are checked (cb_token_auth:authenticate/3): 429 wins over 401 (§10.5).
+    # Preflights and heartbeats never get here.
+    if ctx.buckets is not None and not ctx.buckets.take(ctx.bucket):
+        raise errors.too_many_requests()
 
 
 async def _authenticate(ctx: RequestContext, services: Services) -> None:
@@ -222,19 +234,7 @@ def _authorize(ctx: RequestContext) -> None:
 
 
 def _check_accept(ctx: RequestContext) -> None:
-    accept = ctx.request.headers.get("Accept")
-    if not accept:
-        return
-    for part in accept.split(","):
-        kind = part.split(";", 1)[0].strip().lower()
-        if kind in (
-            "*/*",
-            "application/*",
-            "application/json",
-            "application/x-json",
-            "text/*",
-        ) or kind.endswith("+json"):
-            return
-        if kind in ("text/csv", "text/comma-separated-values"):
-            return
-    raise errors.not_acceptable()
+    accepts = preferred_body(ctx.request.headers.get("Accept"))
+    if accepts is None:
+        raise errors.not_acceptable()
+    ctx.accepts = accepts

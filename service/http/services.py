@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from service.auth.buckets import RequestBuckets
 from service.auth.rate_limit import FailureLimiter
 from service.auth.revocation import RevocationList
 from service.auth.token_cache import VerifiedTokens
@@ -15,6 +16,7 @@ from service.cache.reads import ReadCache
 from service.config import Settings
 from service.couchdb.client import CouchClient
 from service.couchdb.feed_hub import FeedHub
+from service.http.client_address import Network, parse_networks
 from service.kazoo.validation import SchemaValidator, schema_path
 from service.numbers.did_guard import DidGuard
 from service.numbers.did_index import DidIndex
@@ -48,6 +50,9 @@ class Services:
     did_index: DidIndex
     # The account databases' changes feeds both of them follow.
     feeds: FeedHub
+    # Crossbar's per client/account request buckets, and whose X-Forwarded-For to believe.
+    buckets: RequestBuckets
+    reverse_proxies: tuple[Network, ...]
 
     @classmethod
     def build(
@@ -95,6 +100,10 @@ class Services:
             reads=reads,
             did_index=did_index,
             feeds=hub,
+            buckets=RequestBuckets(
+                settings.rate_limit_tokens, settings.rate_limit_fill_rate, settings.rate_limit_cost
+            ),
+            reverse_proxies=parse_networks(settings.reverse_proxies),
         )
 
 

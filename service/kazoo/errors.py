@@ -209,8 +209,25 @@ def conflict() -> KazooError:
     return KazooError(409, "datastore_conflict", {"message": "conflicting documents"})
 
 
-def datastore_unreachable() -> KazooError:
-    return KazooError(503, "datastore_unreachable", {"message": "datastore timeout"})
+def datastore_unreachable(message: str = "datastore connection lost") -> KazooError:
+    # KAZOO's `message` for every way of not reaching CouchDB; `data.message` says
+    # which one (crossbar_util: "datastore timeout", "datastore connection refused").
+    return KazooError(503, "datastore_unreachable", {"message": message})
+
+
+def datastore_timeout() -> KazooError:
+    return datastore_unreachable("datastore timeout")
+
+
+def datastore_refused() -> KazooError:
+    return datastore_unreachable("datastore connection refused")
+
+
+def datastore_answered_fault(status: int | None) -> KazooError:
+    # CouchDB answered 5xx: it was reached, so not "timeout" but KAZOO's fault answer
+    # (crossbar_util:response_db_fatal/1, 503), with the status CouchDB gave.
+    cause = f"couchdb answered {status}" if status else "couchdb fault"
+    return KazooError(503, "datastore_fault", {"cause": cause, "message": "datastore fatal error"})
 
 
 def datastore_fault(cause: str) -> KazooError:

@@ -1,4 +1,4 @@
-"""KAZOO's naming of ids, databases and times (docs/kazoo-compatibility.md §7.1, §7.2, conventions)."""
+"""KAZOO's naming of ids, databases and times (§7.1, §7.2, conventions)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,21 @@ def new_id() -> str:
 def is_raw_account_id(value: str) -> bool:
     # KAZOO's ?MATCH_ACCOUNT_RAW only checks the length, in bytes.
     return len(value.encode("utf-8")) == ACCOUNT_ID_LENGTH
+
+
+# CouchDB database names match ^[a-z][a-z0-9_$()+/-]*$; `account/` supplies the leading
+# letter and the slashes, so an account id may hold only the other characters, and
+# starts with a letter or digit because it is also a doc id in its own database.
+_STORABLE_ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_$()+-]{31}$")
+
+
+def is_storable_account_id(value: str) -> bool:
+    """True when `account/xx/yy/rest` is a database name CouchDB accepts (§7.1).
+
+    KAZOO checks only the length and lets CouchDB refuse the rest (a 500); every
+    account id KAZOO or this service creates is 32 lowercase hex and passes.
+    """
+    return bool(_STORABLE_ACCOUNT_ID.match(value))
 
 
 def is_generated_account_id(value: str) -> bool:

@@ -32,7 +32,10 @@ class PageRequest:
     # None: paginate=false, every row.
     page_size: int | None
     start_key: Any = None
-    start_key_given: str | None = None
+    # Whether the client sent a start key; `given_start_key` is the key it stands for
+    # (decoded), kept when a store narrows `start_key` to its own key range.
+    start_key_given: bool = False
+    given_start_key: Any = None
     end_key: Any = None
     # The query-string filters (crossbar_filter, §9); None when there are none.
     doc_filter: DocFilter | None = None

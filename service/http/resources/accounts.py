@@ -14,6 +14,7 @@ from aiohttp import web
 
 from service.http import conditional
 from service.http.context import RequestContext, is_true
+from service.http.csv_answer import listing_answer
 from service.http.envelope import render, success_body
 from service.http.paging import page_request, paging_envelope
 from service.http.services import SERVICES, Services
@@ -187,9 +188,7 @@ async def _listing(ctx: RequestContext, services: Services, view: str) -> web.St
     request = replace(_bounded(request, ctx.account_id), ids_only=True)
 
     page = await services.accounts.page(view, request)
-    body = success_body(ctx, [row["id"] for row in page.rows])
-    body.update(paging_envelope(request, page))
-    return render(ctx, body, 200)
+    return listing_answer(ctx, [row["id"] for row in page.rows], paging_envelope(request, page))
 
 
 def _bounded(request: listing.PageRequest, account_id: str) -> listing.PageRequest:

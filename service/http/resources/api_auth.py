@@ -23,7 +23,7 @@ class ApiAuthResource:
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]
-        client = ctx.request.remote or "unknown"
+        client = ctx.client_ip or "unknown"
         if not services.auth_failures.allows(client):
             raise errors.too_many_requests()
         try:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from service.http import conditional
 from service.http.context import RequestContext, is_false
+from service.http.csv_answer import listing_answer
 from service.http.envelope import GET_EXPIRES, RenderedJson, render, success_body
 from service.http.paging import page_request, paging_envelope
 from service.http.resources.base import collection_or_item
@@ -71,9 +72,7 @@ async def _summary(ctx: RequestContext, services: Services) -> web.StreamRespons
     )
 
     page = await services.connectivity.page(db, request, ctx.request.query_string)
-    body = success_body(ctx, [row["id"] for row in page.rows])
-    body.update(paging_envelope(request, page))
-    return render(ctx, body, 200)
+    return listing_answer(ctx, [row["id"] for row in page.rows], paging_envelope(request, page))
 
 
 async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from service.http.context import RequestContext, is_true
+from service.http.csv_answer import listing_answer
 from service.http.envelope import render, success_body
 from service.http.paging import page_request, paging_envelope
 from service.http.resources.base import collection_or_item
@@ -70,6 +71,8 @@ async def _summary(ctx: RequestContext, services: Services) -> web.StreamRespons
     numbers = {row["key"]: listing_entry(row.get("value") or {}) for row in page.rows}
     # KAZOO's cascade_quantity comes from its services (billing) documents, which this
     # service does not keep.
-    body = success_body(ctx, {"numbers": numbers, "cascade_quantity": 0})
-    body.update(paging_envelope(request, page))
-    return render(ctx, body, 200)
+    data = {"numbers": numbers, "cascade_quantity": 0}
+    # As CSV, a row per number (KAZOO would flatten `data` into one row of
+    # `numbers_+1415…_state` columns).
+    rows = [{"id": number, **entry} for number, entry in numbers.items()]
+    return listing_answer(ctx, data, paging_envelope(request, page), csv_rows=rows)
