@@ -216,3 +216,32 @@ async def test_a_new_identity_secret_revokes_that_identitys_tokens(api, couch, c
     # A token for the new secret works.
     fresh = user_token(keys, account, {**user, "_rev": None})
     assert (await call(api, "GET", customer.url(), token=fresh)).status == 200
+
+
+async def test_identity_secret_reset_revokes_that_identity(api, couch, reseller, customer):
+    """`PATCH …/auth/identity_secret`: the account's tokens (or one user's) stop."""
+    keys = await system_keys(couch)
+    user = await plant_user(couch, customer.id, username="resetme")
+    account = await couch.get_doc(customer.db, customer.id)
+    as_user = user_token(keys, account, user)
+    path = f"/v2/accounts/{customer.id}/auth/identity_secret"
+    reply = await call(api, "PATCH", path, data={"owner_id": user["_id"]}, token=reseller.token)
+    assert reply.status == 200, reply.text
+    assert_kazoo_error(
+        await call(api, "GET", customer.url(), token=as_user), 401, "invalid_credentials"
+    )
+    assert (await call(api, "GET", customer.url(), token=customer.token)).status == 200
+    # The customer may not reset its parent's; nor name a user it does not have.
+    up = f"/v2/accounts/{reseller.id}/auth/identity_secret"
+    assert_kazoo_error(
+        await call(api, "PATCH", up, data={}, token=customer.token), 403, "forbidden"
+    )
+    missing = await call(api, "PATCH", path, data={"owner_id": rand_hex()}, token=customer.token)
+    assert_kazoo_error(missing, 404, "bad_identifier")
+    # The account's own: its api_auth tokens stop, wherever they were issued.
+    reply = await call(api, "PATCH", path, data={}, token=reseller.token)
+    assert reply.status == 200
+    assert_kazoo_error(
+        await call(api, "GET", customer.url(), token=customer.token), 401, "invalid_credentials"
+    )
+    assert (await call(api, "GET", customer.url(), token=reseller.token)).status == 200

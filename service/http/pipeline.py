@@ -17,6 +17,7 @@ from service.auth.tokens import TokenExpired, TokenInvalid, may_act_on
 from service.http.body import media_type, read_body
 from service.http.context import AuthInfo, RequestContext
 from service.http.envelope import cors_headers, wants_cors
+from service.http.resources.account_auth import AccountAuthResource
 from service.http.resources.accounts import AccountsResource
 from service.http.resources.api_auth import ApiAuthResource
 from service.http.resources.auth import AuthResource
@@ -37,6 +38,7 @@ WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 ACCOUNT_RESOURCES: dict[str, Resource] = {
     "connectivity": ConnectivityResource(),
     "phone_numbers": PhoneNumbersResource(),
+    "auth": AccountAuthResource(),
 }
 TOP_RESOURCES: dict[str, Resource] = {
     "api_auth": ApiAuthResource(),

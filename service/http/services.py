@@ -80,6 +80,7 @@ class Services:
         # One number store shared by the DID checks and the phone_numbers resource.
         numbers = NumberStore(client)
         identity_secrets = IdentitySecrets(client, accounts)
+        identity_secrets.on_change = reads.forget
         keys = AuthKeys(
             client,
             ensure_databases=accounts.ensure_system_databases,

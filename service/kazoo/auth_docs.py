@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from functools import lru_cache
 from typing import Any
 
 from service.kazoo.documents import public_fields
@@ -134,6 +135,8 @@ def identity_of(claims: Json) -> tuple[str, str] | None:
     return account_id, account_id
 
 
+# Every authenticated request checks one, for the same few identities again and again.
+@lru_cache(maxsize=4096)
 def identity_signature(identity_secret: str, system_secret: str, identity: str) -> str:
     """base64url, unpadded, of HMAC-SHA256 keyed by the two hex strings joined as they
     are (not hex-decoded), over the identity id."""
