@@ -121,6 +121,10 @@ async def test_forged_tokens_are_401_and_write_no_key(api, couch, master, custom
         info = await call(api, "POST", "/v2/auth/tokeninfo", data={"token": token})
         if info.status != 401:
             wrong.append(f"{name}: tokeninfo -> {info.status}")
+    for odd in ("é.é.é", "\u2028.x.y", "a" * 4000 + ".b.c"):
+        reply = await call(api, "GET", customer.url(), params={"auth_token": odd})
+        if reply.status != 401:
+            wrong.append(f"{odd[:10]!r} as ?auth_token= -> {reply.status}")
     assert wrong == []
     after = await couch.all_docs("system_auth")
     assert [row["id"] for row in after["rows"]] == [row["id"] for row in before["rows"]]

@@ -110,7 +110,9 @@ def _b64(raw: bytes) -> str:
 def key_id(token: str) -> str:
     """The `kid` of a well-formed token whose header names one of KAZOO's algorithms
     (verify_header/1 comes first); TokenInvalid otherwise."""
-    if token.count(".") != 2:
+    # A JWT is ASCII; anything else (lone surrogates from undecodable header bytes
+    # included) is not worth parsing.
+    if token.count(".") != 2 or not token.isascii():
         raise TokenInvalid()
     try:
         header = jwt.get_unverified_header(token)
