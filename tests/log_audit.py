@@ -2,20 +2,21 @@
 
 The service's own formatter (service.logs.JsonFormatter) renders each record exactly
 as production would write it; when the session ends, every secret the suite used is
-looked for in those lines: the api key of every account in CouchDB, every
-`auth_password` of every stored connectivity document, the token signing key, the
-CouchDB admin password, and any token at all (a JWT). The raw record (before the
+looked for in those lines: the api key and signature secret of every account and user
+in CouchDB, users' password hashes, every `auth_password` of every stored connectivity
+document, the token signing keys and the user-signature secret, the CouchDB admin
+password, and any token at all (a JWT). The raw record (before the
 formatter's scrubbing, which is only a second line of defence) is checked too.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from service.auth.tokens import SIGNING_KEY_DB, SIGNING_KEY_ID
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentNotFound, quote_db
 from service.logs import JsonFormatter
 
@@ -86,11 +87,7 @@ async def secrets_used(couch_url: str) -> set[str]:
             if db == "accounts" or db.startswith("account/"):
                 for doc in await _all_docs(client, db):
                     found.update(_secrets_of(doc))
-        try:
-            key = await client.get_doc(SIGNING_KEY_DB, SIGNING_KEY_ID)
-            found.add(str(key.get("pvt_secret", "")))
-        except (DocumentNotFound, DatabaseNotFound):
-            pass  # no token was ever issued in this session
+        found.update(await _key_secrets(client))
     return {secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH}
 
 
@@ -103,10 +100,33 @@ async def _all_docs(client: CouchClient, db: str) -> list[Json]:
     return [row["doc"] for row in body.get("rows", []) if isinstance(row.get("doc"), dict)]
 
 
+async def _key_secrets(client: CouchClient) -> set[str]:
+    """The private keys (whole, and each line of their PEM) and the system secret."""
+    found: set[str] = set()
+    try:
+        config = await client.get_doc("system_config", "auth")
+        found.add(str((config.get("default") or {}).get("secret_for_user_signature", "")))
+    except (DocumentNotFound, DatabaseNotFound):
+        pass  # no token was ever issued in this session
+    status, body = await client.request(
+        "GET", "system_auth/_all_docs", params={"include_docs": "true", "attachments": "true"}
+    )
+    if status != 200 or not isinstance(body, dict):
+        return found
+    for row in body.get("rows", []):
+        attachment = ((row.get("doc") or {}).get("_attachments") or {}).get("private_key.pem")
+        if isinstance(attachment, dict) and isinstance(attachment.get("data"), str):
+            found.add(attachment["data"])
+            pem = base64.b64decode(attachment["data"]).decode()
+            found.update(line for line in pem.splitlines() if "-----" not in line)
+    return found
+
+
 def _secrets_of(doc: Json) -> set[str]:
     found = set()
-    if isinstance(doc.get("pvt_api_key"), str):
-        found.add(doc["pvt_api_key"])
+    for key in ("pvt_api_key", "pvt_signature_secret", "pvt_md5_auth", "pvt_sha1_auth"):
+        if isinstance(doc.get(key), str):
+            found.add(doc[key])
     for server in doc.get("servers") or []:
         auth = server.get("auth") if isinstance(server, dict) else None
         if isinstance(auth, dict) and isinstance(auth.get("auth_password"), str):

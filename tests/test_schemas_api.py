@@ -123,7 +123,9 @@ def test_openapi_describes_every_resource_the_service_routes():
     for name in TOP_RESOURCES:
         assert any(path.startswith(f"/v2/{name}") for path in paths), name
     for name in ACCOUNT_RESOURCES:
-        assert f"/v2/accounts/{{ACCOUNT_ID}}/{name}" in paths, name
+        # `auth` has only a sub-path (`auth/identity_secret`), as in KAZOO.
+        prefix = f"/v2/accounts/{{ACCOUNT_ID}}/{name}"
+        assert any(path == prefix or path.startswith(prefix + "/") for path in paths), name
 
 
 def test_openapi_create_answers_201_with_location_and_links():

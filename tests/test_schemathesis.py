@@ -109,10 +109,10 @@ def master(live: LiveService, couch_url: str) -> Login:
     return _login(live, couch_url, "Schemathesis master")
 
 
-def _config(master: Login, child: Login) -> Any:
+def _config(master: Login, child: Login, reset_target: Login) -> Any:
     return schemathesis.Config.from_dict(
         {
-            "seed": 6,
+            "seed": 7,
             "auth": {"openapi": {"XAuthToken": {"api_key": master.token}}},
             # Paths name the master account, so cases reach real documents.
             "parameters": {"ACCOUNT_ID": master.account_id},
@@ -131,8 +131,8 @@ def _config(master: Login, child: Login) -> Any:
                     "generation": {"max-examples": STATEFUL_EXAMPLES, "mode": "positive"},
                 },
             },
-            # Rotating a key or revoking a token would end the master's token mid-run;
-            # those operations act on a sub-account of their own instead.
+            # Rotating a key, revoking a token or resetting an identity secret would end
+            # the master's token mid-run; those operations act on sub-accounts instead.
             "operations": [
                 {
                     "include-operation-id": ["rotateApiKey"],
@@ -142,6 +142,10 @@ def _config(master: Login, child: Login) -> Any:
                     "include-operation-id": ["revokeToken"],
                     "headers": {"X-Auth-Token": child.token},
                 },
+                {
+                    "include-operation-id": ["resetIdentitySecret"],
+                    "parameters": {"ACCOUNT_ID": reset_target.account_id},
+                },
             ],
         }
     )
@@ -150,8 +154,9 @@ def _config(master: Login, child: Login) -> Any:
 @pytest.fixture(scope="module")
 def report(live: LiveService, couch_url: str, master: Login) -> RunReport:
     child = _login(live, couch_url, "Schemathesis child", parent=master.account_id)
+    reset_target = _login(live, couch_url, "Schemathesis reset", parent=master.account_id)
     schema = schemathesis.openapi.from_url(
-        f"{live.url}/v2/openapi.json", config=_config(master, child)
+        f"{live.url}/v2/openapi.json", config=_config(master, child, reset_target)
     )
     return _run(schema)
 

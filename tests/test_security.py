@@ -1,10 +1,12 @@
 """The reseller security suite: every token, target, endpoint and verb.
 
 A tree master → reseller A → customers A1, A2, plus reseller B → customer B1 as an
-unrelated tree, a deleted account and an unknown one. Each attempt is expected to be
-allowed exactly when the token's account is the target, one of its ancestors, or a
-superduper admin (§10.3). Writes carry a precondition that cannot hold (If-Match on a
-stale revision), so an attempt that passes authorization answers 412 and changes
+unrelated tree, a deleted account and an unknown one. The tokens: each account's own
+(api_auth), a KAZOO user login's for each, and KAZOO `as` tokens masquerading below the
+signer (allowed as that account) or elsewhere (refused, 401). Each attempt is expected to
+be allowed exactly when the account the token acts as is the target, one of its
+ancestors, or a superduper admin (§10.3). Writes carry a precondition that cannot hold
+(If-Match on a stale revision), so an attempt that passes authorization answers 412 and changes
 nothing, while a denied one answers 403: the matrix tests authorization without side
 effects. The closing figure is printed at the end of the pytest run.
 """
@@ -12,9 +14,11 @@ effects. The closing figure is printed at the end of the pytest run.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from helpers import assert_kazoo_error, call
+from kazoo_tokens import api_token, identity_sig, mint, plant_user, system_keys, user_token
 
 from service.config import Settings
 from service.http.app import create_app
@@ -67,7 +71,45 @@ def may_act(actor, target) -> bool:
     )
 
 
-async def test_every_token_target_endpoint_verb(api, make_account):
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    token: str
+    # The account the token acts as; None when authentication must fail (401).
+    acts_as: object | None
+
+
+async def kazoo_actors(couch, live, deleted, tree) -> list[Actor]:
+    """Tokens a KAZOO node issues: a user login for every account (and for the deleted
+    one), and `as` tokens, masquerading below the signer or (refused) outside it."""
+    keys = await system_keys(couch)
+    actors = []
+    for account in [*live, deleted]:
+        user = await plant_user(couch, account.id, username=f"user-{account.id[:6]}")
+        stored = await couch.get_doc(account.db, account.id)
+        token = user_token(keys, stored, user)
+        actors.append(Actor(f"{account.name} user", token, None if account is deleted else account))
+    for signer, target in tree:
+        stored = await couch.get_doc(signer.db, signer.id)
+        user = await plant_user(couch, target.id, username=f"as-{signer.id[:6]}")
+        claims = {
+            "iss": "kazoo",
+            "identity_sig": identity_sig(
+                stored["pvt_signature_secret"], keys.system_secret, signer.id
+            ),
+            "account_id": signer.id,
+            "as": {"account_id": target.id, "owner_id": user["_id"]},
+            "method": "cb_api_auth",
+            "exp": int(time.time()) + 3600,
+        }
+        # Only a descendant of the signer can be masqueraded as.
+        below = signer.id in target.doc.get("pvt_tree", [])
+        name = f"{signer.name} as {target.name}"
+        actors.append(Actor(name, mint(keys.key, keys.kid, claims), target if below else None))
+    return actors
+
+
+async def test_every_token_target_endpoint_verb(api, couch, make_account):
     master = await make_account("Master")
     reseller_a = await make_account("Reseller A", parent=master)
     customer_a1 = await make_account("Customer A1", parent=reseller_a)
@@ -81,10 +123,21 @@ async def test_every_token_target_endpoint_verb(api, make_account):
     for account in live:
         created = await call(api, "PUT", account.url(), data={"name": "t"}, token=account.token)
         docs[account.id] = created.data["id"]
+    # Account tokens from api_auth, then KAZOO's user and `as` tokens: the user's token
+    # signs its own identity, but the tree rule is the account's.
+    masquerades = [
+        (master, customer_a1),
+        (reseller_a, customer_a2),
+        (reseller_a, customer_b1),  # another reseller's customer: refused
+        (customer_a1, reseller_a),  # upwards: refused
+    ]
+    actors = [Actor(a.name, a.token, a) for a in live]
+    actors.append(Actor(deleted.name, deleted.token, None))
+    actors += await kazoo_actors(couch, live, deleted, masquerades)
     unknown_id = "0" * 32
     wrong: list[str] = []
     attempts = 0
-    for actor in [*live, deleted]:
+    for actor in actors:
         for target in [*live, deleted, None]:
             target_id = target.id if target else unknown_id
             for attempt in endpoints(target_id, docs.get(target_id, "nodoc")):
@@ -99,9 +152,9 @@ async def test_every_token_target_endpoint_verb(api, make_account):
                 attempts += 1
                 if target is None or target is deleted:
                     expected = 404  # the account check comes before authentication (§1)
-                elif actor is deleted:
+                elif actor.acts_as is None:
                     expected = 401
-                elif not may_act(actor, target):
+                elif not may_act(actor.acts_as, target):
                     expected = 403
                 elif (
                     attempt.method == "DELETE"
@@ -122,7 +175,8 @@ async def test_every_token_target_endpoint_verb(api, make_account):
                     got = f"{attempt.method} {attempt.path} -> {reply.status}"
                     wrong.append(f"{actor.name}: {got}, want {expected}")
     SECURITY_FIGURES["attempts"] += attempts
-    assert attempts == 7 * 8 * len(endpoints(master.id, ""))
+    assert len(actors) == 7 + 7 + len(masquerades)
+    assert attempts == len(actors) * 8 * len(endpoints(master.id, ""))
     assert wrong == []
 
 
@@ -149,16 +203,21 @@ async def test_token_lifecycle_expiry(couch_url, make_account):
         await client.close()
 
 
-async def test_token_description_and_revocation_across_instances(api, couch_url, make_account):
+async def test_token_description_and_revocation_across_instances(
+    api, couch, couch_url, make_account
+):
     from aiohttp.test_utils import TestClient, TestServer
 
     account = await make_account("Revoker")
     described = await call(api, "GET", "/v2/token_auth", token=account.token)
     assert described.status == 200
     assert described.data["account_id"] == account.id
-    assert described.data["expires_at"] > described.data["issued_at"]
-    login = await call(api, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
-    second_token = login.body["auth_token"]
+    assert described.data["expires_at"] > time.time()
+    assert described.data["method"] == "cb_api_auth"
+    # Two logins in the same second get the same token (KAZOO's have no id either): the
+    # other token is one a KAZOO node issued for the account, with another lifetime.
+    stored = await couch.get_doc(account.db, account.id)
+    second_token = api_token(await system_keys(couch), stored, ttl=1800)
     other = TestClient(
         TestServer(
             create_app(Settings(couch_url=couch_url, revocation_cache_seconds=0, rate_limit_cost=0))

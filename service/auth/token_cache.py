@@ -1,48 +1,55 @@
 """Tokens whose signature this process has already verified, with their claims.
 
-A client sends the same token with every request; verifying its HS256 signature and
-claims with PyJWT each time (twice per request: the early expiry check and
-authentication, §1) was a tenth of the service's CPU per GET (README, Performance).
-
-Only the signature check is remembered. The rest is decided on every use: expiry here
-(the one claim that can turn false with time — `iat`/`nbf` only become more valid), and
-in the pipeline the account's identity signature (a rotated key or a deleted account
-revokes the token), revocation, and authorization. Failures are never remembered.
+A client sends the same token with every request, and checking an RS256 signature costs
+tens of microseconds (README, Performance), twice per request (the early expiry check and
+authentication, §1). Only the signature check is remembered, together with the key it
+was checked with: when that kid's key changes (a key reset elsewhere), the entry no longer
+counts. The rest is decided on every use: expiry here, and in auth/authenticate.py the
+identity signature, revocation, the account and authorization. Failures are never
+remembered.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from typing import Any
 
-from service.auth.tokens import TokenExpired, decode_token
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from service.auth.keys import AuthKeys
+from service.auth.tokens import TokenExpired, TokenInvalid, is_expired, key_id, verify
 
 Json = dict[str, Any]
 
 
 class VerifiedTokens:
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, keys: AuthKeys, max_entries: int = 10_000) -> None:
+        self._keys = keys
         self._max_entries = max_entries
-        # token -> (the secret it was verified with, its claims)
-        self._entries: OrderedDict[str, tuple[bytes, Json]] = OrderedDict()
+        # token -> (its kid, the key that verified it, its claims)
+        self._entries: OrderedDict[str, tuple[str, rsa.RSAPublicKey, Json]] = OrderedDict()
 
-    def claims(self, secret: bytes, token: str) -> Json:
-        """As `auth.decode_token`: the claims, or TokenExpired / TokenInvalid."""
+    async def claims(self, token: str) -> Json:
+        """The claims of a correctly signed, unexpired token; TokenExpired / TokenInvalid."""
         entry = self._entries.get(token)
-        if entry is None or entry[0] != secret:
-            claims = decode_token(secret, token)
-            self._remember(token, secret, claims)
-        else:
-            claims = entry[1]
-            self._entries.move_to_end(token)
-        # PyJWT's rule, without leeway: expired once `exp` is not after now.
-        if int(claims["exp"]) <= time.time():
+        if entry is not None:
+            kid, verified_with, claims = entry
+            if await self._keys.public_key(kid) is verified_with:
+                self._entries.move_to_end(token)
+                return self._unexpired(token, claims)
+            self._entries.pop(token, None)
+        kid = key_id(token)
+        public_key = await self._keys.public_key(kid)
+        if public_key is None:
+            raise TokenInvalid()
+        claims = verify(token, public_key)
+        self._entries[token] = (kid, public_key, claims)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return dict(claims)
+
+    def _unexpired(self, token: str, claims: Json) -> Json:
+        if is_expired(claims):
             self._entries.pop(token, None)
             raise TokenExpired()
         return dict(claims)
-
-    def _remember(self, token: str, secret: bytes, claims: Json) -> None:
-        self._entries[token] = (secret, dict(claims))
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)

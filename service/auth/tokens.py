@@ -1,127 +1,196 @@
-"""Crossbar-style tokens: signed JWTs whose key lives in CouchDB (docs/kazoo-compatibility.md §10).
+"""KAZOO's own tokens: RS256 JWTs signed with the system key of `system_auth` (§10.2).
 
-KAZOO signs RS256 JWTs with a key from `system_auth`; we sign HS256 JWTs with a secret
-kept in the same database, so every service instance sharing the CouchDB agrees and
-tokens survive restarts. Each token carries an identity signature derived from the
-account's api key: rotating the key, or deleting the account, revokes its tokens.
+Issued exactly as kz_auth_jwt encodes them, so KAZOO accepts ours and we accept its:
+
+* header `{"alg":"RS256","typ":"JWT","kid":<system key id>}`, compact, in that order;
+* claims, in KAZOO's order: `iss` ("kazoo"), `identity_sig`, `account_id`, `owner_id`
+  (user logins only), `method` (the auth module, e.g. `cb_api_auth`), `exp` (Unix
+  seconds);
+* every part base64url without padding; RSASSA-PKCS1-v1_5 over `header.payload`.
+
+`identity_sig` binds the token to the current `pvt_signature_secret` of its identity (the
+user for a user login, else the account): giving the identity a new secret revokes every
+token it holds (auth_docs.identity_signature).
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import hashlib
 import hmac
-import secrets
+import json
 import time
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from service.couchdb.client import CouchClient, DocumentConflict, DocumentNotFound
+from service.auth.keys import AuthKeys
+from service.kazoo import auth_docs
+from service.kazoo.ids import is_raw_account_id
 
 Json = dict[str, Any]
 
-SIGNING_KEY_DB = "system_auth"
-SIGNING_KEY_ID = "connectivity_signing_key"
-ISSUER = "kazoo"
-ALGORITHM = "HS256"
-
 
 class TokenInvalid(Exception):
-    """Not a token of ours: malformed, tampered, or signed with another key."""
+    """Not a token KAZOO's keys signed: malformed, tampered, unknown kid, wrong alg."""
 
 
 class TokenExpired(TokenInvalid):
-    """Correctly signed but past its `exp`: KAZOO reports this one differently."""
+    """Correctly signed but past its `exp`: KAZOO's early authentication stops it."""
 
 
-class SigningKey:
-    """The HMAC secret, read from (or first written to) CouchDB once, then cached."""
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: Json
 
-    def __init__(self, client: CouchClient) -> None:
-        self._client = client
-        self._secret: bytes | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> bytes:
-        if self._secret is None:
-            async with self._lock:
-                if self._secret is None:
-                    self._secret = await self._load_or_create()
-        return self._secret
-
-    async def _load_or_create(self) -> bytes:
-        for _attempt in range(3):
-            try:
-                doc = await self._client.get_doc(SIGNING_KEY_DB, SIGNING_KEY_ID)
-                return bytes.fromhex(doc["pvt_secret"])
-            except DocumentNotFound:
-                pass
-            doc = {
-                "_id": SIGNING_KEY_ID,
-                "pvt_type": "signing_key",
-                "pvt_algorithm": ALGORITHM,
-                "pvt_secret": secrets.token_hex(32),
-            }
-            try:
-                await self._client.put_doc(SIGNING_KEY_DB, doc)
-                return bytes.fromhex(doc["pvt_secret"])
-            except DocumentConflict:
-                # Another instance wrote it first; read theirs on the next pass.
-                continue
-        raise RuntimeError("could not agree on a signing key")
+    @property
+    def expires_at(self) -> int | None:
+        exp = self.claims.get("exp")
+        return exp if isinstance(exp, int) else None
 
 
-def identity_signature(secret: bytes, account: Json) -> str:
-    """Binds a token to the account's current api key (KAZOO's `identity_sig`)."""
-    return _signature(secret, str(account["_id"]), str(account.get("pvt_api_key", "")))
+async def issue_token(
+    keys: AuthKeys,
+    account: Json,
+    *,
+    user: Json | None = None,
+    method: str = "cb_api_auth",
+    ttl: int | None = None,
+) -> IssuedToken:
+    """A token for `account` (cb_api_auth), or for `user` of that account (cb_user_auth
+    and friends: `owner_id` set, the user's secret signs the identity).
 
-
-# Every authenticated request checks it, for the same few accounts again and again.
-@lru_cache(maxsize=4096)
-def _signature(secret: bytes, account_id: str, api_key: str) -> str:
-    message = f"{account_id}:{api_key}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
-
-
-def issue_token(secret: bytes, account: Json, *, ttl: int, method: str = "cb_api_auth") -> str:
-    now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "account_id": account["_id"],
-        "method": method,
-        "identity_sig": identity_signature(secret, account),
-        "iat": now,
-        "exp": now + ttl,
-        "jti": secrets.token_hex(8),
+    An identity doc without a `pvt_signature_secret` is given one first and saved, as
+    KAZOO's kz_auth_identity does on first use."""
+    account_id = account["_id"]
+    identity_doc = user if user is not None else account
+    if auth_docs.signature_secret(identity_doc) is None:
+        identity_doc = await keys.ensure_identity_secret(account_id, identity_doc)
+    identity_secret = auth_docs.signature_secret(identity_doc)
+    assert identity_secret is not None, "the saver gives every identity a secret"
+    signing = await keys.signing_key()
+    system_secret = await keys.user_signature_secret()
+    lifetime = keys.token_ttl if ttl is None else ttl
+    identity = identity_doc["_id"]
+    claims: Json = {
+        "iss": auth_docs.ISSUER,
+        "identity_sig": auth_docs.identity_signature(identity_secret, system_secret, identity),
+        "account_id": account_id,
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    if user is not None:
+        claims["owner_id"] = identity
+    claims["method"] = method
+    if lifetime > 0:
+        claims["exp"] = int(time.time()) + lifetime
+    return IssuedToken(encode(claims, signing.kid, signing.private_key), claims)
 
 
-def decode_token(secret: bytes, token: str) -> Json:
-    """The claims of a token we signed; raises TokenExpired / TokenInvalid."""
+def encode(claims: Json, kid: str, key: rsa.RSAPrivateKey) -> str:
+    header = {"alg": auth_docs.SIGNING_ALGORITHM, "typ": "JWT", "kid": kid}
+    signing_input = f"{_b64(_compact(header))}.{_b64(_compact(claims))}"
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def _compact(value: Json) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+# -- verification (kz_auth:validate_token/2) ---------------------------------------------
+
+
+def key_id(token: str) -> str:
+    """The `kid` of a well-formed token whose header names one of KAZOO's algorithms
+    (verify_header/1 comes first); TokenInvalid otherwise."""
+    # A JWT is ASCII; anything else (lone surrogates from undecodable header bytes
+    # included) is not worth parsing.
+    if token.count(".") != 2 or not token.isascii():
+        raise TokenInvalid()
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenInvalid() from None
+    if header.get("alg") not in auth_docs.ALGORITHMS:
+        raise TokenInvalid()
+    kid = header.get("kid")
+    if not auth_docs.is_acceptable_key_id(kid):
+        raise TokenInvalid()
+    return str(kid)
+
+
+def verify(token: str, public_key: rsa.RSAPublicKey) -> Json:
+    """The claims, once the signature (and `exp`, when there is one) hold."""
     try:
         claims: Json = jwt.decode(
             token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            options={"require": ["exp", "iss", "account_id", "identity_sig"]},
+            public_key,
+            algorithms=list(auth_docs.ALGORITHMS),
+            # KAZOO checks only `exp` (and only when present), without leeway.
+            options={
+                "verify_exp": True,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "verify_iss": False,
+                "verify_aud": False,
+            },
         )
     except jwt.ExpiredSignatureError:
         raise TokenExpired() from None
     except jwt.PyJWTError:
         raise TokenInvalid() from None
-    if not isinstance(claims.get("account_id"), str):
+    if not _well_formed(claims):
         raise TokenInvalid()
     return claims
 
 
-def token_matches_account(secret: bytes, claims: Json, account: Json) -> bool:
-    if account.get("pvt_deleted") or account.get("pvt_enabled") is False:
+def _well_formed(claims: Json) -> bool:
+    """The built-in `kazoo` issuer, an account, and ids that are plain document ids."""
+    if claims.get("iss") != auth_docs.ISSUER:
         return False
-    return hmac.compare_digest(str(claims.get("identity_sig")), identity_signature(secret, account))
+    account_id = claims.get("account_id")
+    if not (_is_doc_id(account_id) and is_raw_account_id(account_id)):
+        return False
+    return all(
+        claim not in claims or _is_doc_id(claims[claim]) for claim in ("owner_id", "device_id")
+    )
+
+
+def _is_doc_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 255 and not value.startswith("_")
+
+
+def is_expired(claims: Json, now: float | None = None) -> bool:
+    """KAZOO's `exp - now > 0` rule; a token without `exp` never expires."""
+    exp = claims.get("exp")
+    if exp is None:
+        return False
+    return not isinstance(exp, int | float) or exp <= (time.time() if now is None else now)
+
+
+def token_id(token: str) -> str:
+    """What names one token for revocation: KAZOO's tokens carry no id of their own."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def identity_matches(claims: Json, identity_doc: Json, system_secret: str) -> bool:
+    """kz_auth_identity's check. A token without `identity_sig` passes, as in KAZOO."""
+    given = claims.get("identity_sig")
+    if given is None:
+        return True
+    identity = auth_docs.identity_of(claims)
+    secret = auth_docs.signature_secret(identity_doc)
+    if identity is None or secret is None or not isinstance(given, str):
+        return False
+    expected = auth_docs.identity_signature(secret, system_secret, identity[1])
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def may_act_on(auth_account: Json, target_account: Json) -> bool:

@@ -97,6 +97,6 @@ async def _bootstrap(services: Services) -> None:
     """System databases and the signing key; CouchDB may be down, then later requests retry."""
     try:
         await services.accounts.ensure_system_databases()
-        await services.signing_key.get()
+        await services.keys.signing_key()
     except CouchUnreachable:
         log.warning("couchdb unreachable at start-up; will retry on demand")

@@ -15,13 +15,15 @@ Json = dict[str, Any]
 
 @dataclass(frozen=True)
 class AuthInfo:
-    """An authenticated caller: the account its token was issued for."""
+    """An authenticated caller: the account (and user) its token acts as."""
 
     account_id: str
     account: Json
     token: str
     claims: Json
     owner_id: str | None = None
+    # What names the token for revocation (auth/tokens.py token_id).
+    token_id: str | None = None
 
 
 @dataclass

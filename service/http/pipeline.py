@@ -12,13 +12,16 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from service.auth.tokens import TokenExpired, TokenInvalid, may_act_on, token_matches_account
+from service.auth.authenticate import AccountExpired
+from service.auth.tokens import TokenExpired, TokenInvalid, may_act_on
 from service.http.body import media_type, read_body
 from service.http.context import AuthInfo, RequestContext
 from service.http.envelope import cors_headers, wants_cors
 from service.http.negotiation import preferred_body
+from service.http.resources.account_auth import AccountAuthResource
 from service.http.resources.accounts import AccountsResource
 from service.http.resources.api_auth import ApiAuthResource
+from service.http.resources.auth import AuthResource
 from service.http.resources.base import Resource
 from service.http.resources.connectivity import ConnectivityResource
 from service.http.resources.openapi import OpenApiResource
@@ -36,10 +39,12 @@ WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 ACCOUNT_RESOURCES: dict[str, Resource] = {
     "connectivity": ConnectivityResource(),
     "phone_numbers": PhoneNumbersResource(),
+    "auth": AccountAuthResource(),
 }
 TOP_RESOURCES: dict[str, Resource] = {
     "api_auth": ApiAuthResource(),
     "token_auth": TokenAuthResource(),
+    "auth": AuthResource(),
     "schemas": SchemasResource(),
     "openapi.json": OpenApiResource(),
 }
@@ -155,9 +160,8 @@ async def _reject_expired_token(ctx: RequestContext, services: Services) -> None
     # every other bad token falls through to the 401 of is_authorized (§1 step 3).
     if ctx.auth_token is None:
         return
-    secret = await services.signing_key.get()
     try:
-        services.tokens.claims(secret, ctx.auth_token)
+        await services.authenticator.claims(ctx.auth_token)
     except TokenExpired:
         raise errors.expired_credentials() from None
     except TokenInvalid:
@@ -199,30 +203,23 @@ def _take_tokens(ctx: RequestContext) -> None:
 async def _authenticate(ctx: RequestContext, services: Services) -> None:
     if ctx.auth_token is None:
         raise errors.invalid_credentials()
-    secret = await services.signing_key.get()
     try:
-        claims = services.tokens.claims(secret, ctx.auth_token)
+        auth = await services.authenticator.authenticate(
+            ctx.auth_token,
+            header_account_id=ctx.request.headers.get("X-Auth-Account-ID"),
+            known=ctx.account,
+        )
     except TokenInvalid:
         raise errors.invalid_credentials() from None
-    auth_account_id = claims["account_id"]
-    header_account = ctx.request.headers.get("X-Auth-Account-ID")
-    if header_account is not None and header_account != auth_account_id:
-        raise errors.invalid_credentials()
-    if ctx.account is not None and auth_account_id == ctx.account_id:
-        account = ctx.account
-    else:
-        account = await services.account_cache.get(auth_account_id)
-    if account is None or not token_matches_account(secret, claims, account):
-        raise errors.invalid_credentials()
-    jti = claims.get("jti")
-    if isinstance(jti, str) and await services.revocations.is_revoked(jti):
-        raise errors.invalid_credentials()
+    except AccountExpired as expired:
+        raise errors.account_expired(expired.expired_at) from None
     ctx.auth = AuthInfo(
-        account_id=auth_account_id,
-        account=account,
+        account_id=auth.account_id,
+        account=auth.account,
         token=ctx.auth_token,
-        claims=claims,
-        owner_id=claims.get("owner_id"),
+        claims=auth.claims,
+        owner_id=auth.owner_id,
+        token_id=auth.token_id,
     )
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from service import fast_json
+from service.auth.authenticate import Authenticator
 from service.auth.buckets import RequestBuckets
+from service.auth.keys import AuthKeys
 from service.auth.rate_limit import FailureLimiter
 from service.auth.revocation import RevocationList
 from service.auth.token_cache import VerifiedTokens
-from service.auth.tokens import SigningKey
 from service.cache.accounts import AccountCache
 from service.cache.reads import ReadCache
 from service.config import Settings
-from service.couchdb.client import CouchClient
+from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentNotFound
 from service.couchdb.feed_hub import FeedHub
 from service.http.client_address import Network, parse_networks
+from service.kazoo.ids import account_db
 from service.kazoo.validation import SchemaValidator, schema_path
 from service.numbers.did_guard import DidGuard
 from service.numbers.did_index import DidIndex
@@ -24,6 +28,9 @@ from service.numbers.phone_numbers import PhoneNumbers
 from service.numbers.store import NumberStore
 from service.stores.accounts import AccountStore
 from service.stores.connectivity import ConnectivityStore
+from service.stores.identities import IdentitySecrets
+
+Json = dict[str, Any]
 
 # How often an idle feed says it is alive; three silent heartbeats mean it is lost.
 FEED_HEARTBEAT_SECONDS = 1.0
@@ -36,14 +43,16 @@ class Services:
     validator: SchemaValidator
     accounts: AccountStore
     connectivity: ConnectivityStore
-    signing_key: SigningKey
+    # KAZOO's signing keys (system_config/auth, system_auth) and the tokens they sign.
+    keys: AuthKeys
+    authenticator: Authenticator
+    identity_secrets: IdentitySecrets
     account_validator: SchemaValidator
     revocations: RevocationList
     auth_failures: FailureLimiter
     phone_numbers: PhoneNumbers
     # The pipeline's account reads; accounts' own writes invalidate it.
     account_cache: AccountCache
-    tokens: VerifiedTokens
     # Connectivity docs and listings; connectivity writes invalidate it.
     reads: ReadCache
     # Which trunk routes which number, per account written to (numbers/did_index.py).
@@ -75,6 +84,22 @@ class Services:
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
         numbers = NumberStore(client)
+        identity_secrets = IdentitySecrets(client, accounts)
+        identity_secrets.on_change = reads.forget
+        keys = AuthKeys(
+            client,
+            ensure_databases=accounts.ensure_system_databases,
+            ensure_identity_secret=identity_secrets.ensure,
+            token_ttl=settings.token_ttl,
+        )
+        revocations = RevocationList(client, negative_ttl=settings.revocation_cache_seconds)
+        authenticator = Authenticator(
+            keys,
+            VerifiedTokens(keys),
+            revocations,
+            load_account=account_cache.get,
+            load_doc=_doc_reader(client, reads),
+        )
         return cls(
             settings=settings,
             client=client,
@@ -86,17 +111,18 @@ class Services:
                 dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
                 reads=reads,
             ),
-            signing_key=SigningKey(client),
+            keys=keys,
+            authenticator=authenticator,
+            identity_secrets=identity_secrets,
             account_validator=SchemaValidator.from_file(
                 schema_path("accounts"), strict=settings.strict_validation
             ),
-            revocations=RevocationList(client, negative_ttl=settings.revocation_cache_seconds),
+            revocations=revocations,
             auth_failures=FailureLimiter(
                 settings.auth_failure_burst, settings.auth_failure_refill_per_second
             ),
             phone_numbers=PhoneNumbers(numbers, AccountStore(client)),
             account_cache=account_cache,
-            tokens=VerifiedTokens(),
             reads=reads,
             did_index=did_index,
             feeds=hub,
@@ -105,6 +131,22 @@ class Services:
             ),
             reverse_proxies=parse_networks(settings.reverse_proxies),
         )
+
+
+def _doc_reader(client: CouchClient, reads: ReadCache):  # type: ignore[no-untyped-def]
+    """A doc of an account's database (a user, for its token's identity), through the
+    read cache: a user's every request would otherwise cost a CouchDB read."""
+
+    async def read(account_id: str, doc_id: str) -> Json | None:
+        db = account_db(account_id)
+        try:
+            raw = await reads.doc(db, doc_id, lambda: client.get_doc_bytes(db, doc_id))
+        except (DocumentNotFound, DatabaseNotFound):
+            return None
+        doc = fast_json.loads(raw)
+        return doc if isinstance(doc, dict) else None
+
+    return read
 
 
 SERVICES = web.AppKey("services", Services)

@@ -157,6 +157,18 @@ def expired_credentials() -> KazooError:
     return KazooError(401, "invalid credentials", {})
 
 
+def missing_token(message: str) -> KazooError:
+    """cb_auth's tokeninfo without a token: a 404 with its own wording."""
+    return KazooError(404, message, {"message": message})
+
+
+def account_expired(expired_at: int) -> KazooError:
+    """cb_token_auth:is_account_expired/2: a validation error on `account`."""
+    return validation_error(
+        {"account": {"expired": {"message": "account expired", "cause": expired_at}}}
+    )
+
+
 def forbidden(message: str = "forbidden") -> KazooError:
     return KazooError(403, "forbidden", {"message": message})
 

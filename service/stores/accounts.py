@@ -16,6 +16,7 @@ from typing import Any
 
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
 from service.couchdb.design_docs import ensure_design_docs
+from service.kazoo.auth_docs import SYSTEM_AUTH_DB, SYSTEM_CONFIG_DB, random_hex
 from service.kazoo.ids import ACCOUNTS_DB, account_db, encoded_account_db, new_id, now_gregorian
 from service.stores import listing
 
@@ -24,7 +25,6 @@ Json = dict[str, Any]
 # Named apart from KAZOO's own `_design/accounts`, which a replicated `accounts` database
 # brings along: neither side overwrites the other's views.
 ACCOUNTS_DDOC = "connectivity_accounts"
-SYSTEM_AUTH_DB = "system_auth"
 # Our own: one doc per claimed realm (id = lower-cased realm), so that two concurrent
 # creations with the same realm cannot both win. KAZOO only checks a view (racy).
 REALMS_DB = "connectivity_realms"
@@ -91,7 +91,7 @@ class AccountStore:
 
     async def ensure_system_databases(self) -> None:
         """The databases every installation has, with admin-only security."""
-        for db in (ACCOUNTS_DB, SYSTEM_AUTH_DB, REALMS_DB):
+        for db in (ACCOUNTS_DB, SYSTEM_AUTH_DB, SYSTEM_CONFIG_DB, REALMS_DB):
             if await self.client.ensure_db(db):
                 await self.client.put_security(db, ADMIN_ONLY_SECURITY)
         await ensure_design_docs(self.client, ACCOUNTS_DB, "accounts")
@@ -222,8 +222,10 @@ class AccountStore:
         return saved
 
     async def rotate_api_key(self, doc: Json) -> Json:
-        """A new api key; tokens signed for the old one no longer verify (auth/tokens.py)."""
+        """A new api key, and a new identity secret: the account's tokens, issued for
+        the old key, no longer verify (§10.2)."""
         doc["pvt_api_key"] = new_api_key()
+        doc["pvt_signature_secret"] = random_hex()
         return await self.save(doc, previous_realm=doc.get("realm"))
 
     async def page(self, view: str, request: listing.PageRequest) -> listing.Page:

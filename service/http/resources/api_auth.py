@@ -9,6 +9,7 @@ from aiohttp import web
 from service.auth.tokens import issue_token
 from service.http.context import AuthInfo, RequestContext
 from service.http.envelope import render, success_body
+from service.http.resources.auth_answer import auth_answer
 from service.http.services import SERVICES
 from service.kazoo import errors
 
@@ -36,11 +37,12 @@ class ApiAuthResource:
             services.auth_failures.record_failure(client)
             # cb_api_auth answers an unknown key with crossbar_util:response_bad_identifier/2.
             raise errors.bad_document_id(api_key)
-        secret = await services.signing_key.get()
-        token = issue_token(secret, account, ttl=services.settings.token_ttl)
-        ctx.auth_token = token
-        ctx.auth = AuthInfo(account_id=account["_id"], account=account, token=token, claims={})
-        return render(ctx, success_body(ctx, _token_data(account)), 201)
+        issued = await issue_token(services.keys, account)
+        ctx.auth_token = issued.token
+        ctx.auth = AuthInfo(
+            account_id=account["_id"], account=account, token=issued.token, claims=issued.claims
+        )
+        return render(ctx, success_body(ctx, auth_answer(account)), 201)
 
 
 def _api_key(data: Json) -> str:
@@ -68,15 +70,3 @@ def _api_key(data: Json) -> str:
     if not value:
         raise errors.invalid_credentials()
     return value
-
-
-def _token_data(account: Json) -> Json:
-    tree = account.get("pvt_tree") or []
-    return {
-        "account_id": account["_id"],
-        "account_name": account.get("name"),
-        "apps": [],
-        "is_reseller": bool(account.get("pvt_reseller") or account.get("pvt_superduper_admin")),
-        "language": account.get("language", "en-us"),
-        "reseller_id": tree[-1] if tree else account["_id"],
-    }

@@ -16,19 +16,18 @@ class TokenAuthResource:
         return ("GET", "DELETE") if not args else None
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
-        assert ctx.auth is not None
+        assert ctx.auth is not None and ctx.auth.token_id is not None
         claims = ctx.auth.claims
+        exp = claims.get("exp")
         description = {
             "account_id": ctx.auth.account_id,
+            "owner_id": ctx.auth.owner_id,
             "method": claims.get("method"),
-            "issued_at": claims.get("iat"),
-            "expires_at": claims.get("exp"),
-            "owner_id": claims.get("owner_id"),
+            "expires_at": exp,
         }
         if ctx.method == "DELETE":
             services = ctx.request.app[SERVICES]
-            await services.revocations.revoke(
-                str(claims.get("jti")), float(claims["exp"]), ctx.auth.account_id
-            )
+            expires_at = float(exp) if isinstance(exp, int | float) else None
+            await services.revocations.revoke(ctx.auth.token_id, expires_at, ctx.auth.account_id)
             description["revoked"] = True
         return render(ctx, success_body(ctx, description), 200)

@@ -1,0 +1,29 @@
+"""What a successful login answers about the caller (crossbar_util:response_auth/3).
+
+Shared by every endpoint that hands out or describes a token: `api_auth`,
+`auth/tokeninfo` (and a user login). Monster UI reads `account_id`, `owner_id`,
+`is_reseller`, `reseller_id` and `language` from it (MUI §1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Json = dict[str, Any]
+
+
+def auth_answer(account: Json, owner_id: str | None = None) -> Json:
+    tree = account.get("pvt_tree") or []
+    answer: Json = {"account_id": account["_id"]}
+    if owner_id is not None:
+        answer["owner_id"] = owner_id
+    answer.update(
+        {
+            "account_name": account.get("name"),
+            "apps": [],
+            "is_reseller": bool(account.get("pvt_reseller") or account.get("pvt_superduper_admin")),
+            "language": account.get("language", "en-us"),
+            "reseller_id": tree[-1] if tree else account["_id"],
+        }
+    )
+    return answer
