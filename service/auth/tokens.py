@@ -85,11 +85,20 @@ def _signature(secret: bytes, account_id: str, api_key: str) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 
-def issue_token(secret: bytes, account: Json, *, ttl: int, method: str = "cb_api_auth") -> str:
+def issue_token(
+    secret: bytes,
+    account: Json,
+    *,
+    ttl: int,
+    method: str = "cb_api_auth",
+    user: Json | None = None,
+) -> str:
+    """`user`: the user doc of a user login (cb_user_auth), whose id becomes `owner_id`."""
     now = int(time.time())
     claims = {
         "iss": ISSUER,
         "account_id": account["_id"],
+        **({"owner_id": user["_id"]} if user is not None else {}),
         "method": method,
         "identity_sig": identity_signature(secret, account),
         "iat": now,

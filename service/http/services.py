@@ -22,6 +22,8 @@ from service.numbers.phone_numbers import PhoneNumbers
 from service.numbers.store import NumberStore
 from service.stores.accounts import AccountStore
 from service.stores.connectivity import ConnectivityStore
+from service.stores.logins import Logins
+from service.stores.users import UserStore
 
 # How often an idle feed says it is alive; three silent heartbeats mean it is lost.
 FEED_HEARTBEAT_SECONDS = 1.0
@@ -48,6 +50,10 @@ class Services:
     did_index: DidIndex
     # The account databases' changes feeds both of them follow.
     feeds: FeedHub
+    # Users (schemas/users.json) and their logins (PUT /v2/user_auth).
+    users: UserStore
+    logins: Logins
+    user_auth_validator: SchemaValidator
 
     @classmethod
     def build(
@@ -70,6 +76,8 @@ class Services:
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
         numbers = NumberStore(client)
+        strict = settings.strict_validation
+        users = UserStore(client, SchemaValidator.from_file(schema_path("users"), strict=strict))
         return cls(
             settings=settings,
             client=client,
@@ -95,6 +103,11 @@ class Services:
             reads=reads,
             did_index=did_index,
             feeds=hub,
+            users=users,
+            logins=Logins(AccountStore(client), users, numbers.owner_of),
+            user_auth_validator=SchemaValidator.from_file(
+                schema_path("user_auth"), strict=settings.strict_validation
+            ),
         )
 
 

@@ -112,6 +112,14 @@ class AccountStore:
                 return account
         return None
 
+    async def ids_by_name(self, normalized_name: str) -> list[str]:
+        """Live accounts whose name, lower-cased and reduced to letters and digits, is
+        this (KAZOO's `accounts/listing_by_name`); several accounts may share a name."""
+        return [row["id"] for row in await self._lookup("listing_by_name", normalized_name)]
+
+    async def ids_by_realm(self, realm: str) -> list[str]:
+        return [row["id"] for row in await self._lookup("listing_by_realm", realm.lower())]
+
     async def realm_in_use(self, realm: str) -> bool:
         return bool(await self._lookup("listing_by_realm", realm.lower()))
 

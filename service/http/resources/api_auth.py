@@ -40,7 +40,7 @@ class ApiAuthResource:
         token = issue_token(secret, account, ttl=services.settings.token_ttl)
         ctx.auth_token = token
         ctx.auth = AuthInfo(account_id=account["_id"], account=account, token=token, claims={})
-        return render(ctx, success_body(ctx, _token_data(account)), 201)
+        return render(ctx, success_body(ctx, token_data(account)), 201)
 
 
 def _api_key(data: Json) -> str:
@@ -70,7 +70,8 @@ def _api_key(data: Json) -> str:
     return value
 
 
-def _token_data(account: Json) -> Json:
+def token_data(account: Json) -> Json:
+    """What Crossbar answers with a new token (crossbar_util:response_auth/3)."""
     tree = account.get("pvt_tree") or []
     return {
         "account_id": account["_id"],

@@ -1,0 +1,87 @@
+"""`PUT /v2/user_auth`: trade a user's hashed credentials for a token (cb_user_auth).
+
+Monster UI logs in here (MUI §1): `{"data": {"credentials": md5(lower(user) ":" pass),
+"account_name": "…"}}`, or `account_realm` / `phone_number`, `method: sha` for sha1.
+Wrong credentials are 401 with a JSON body (the UI shows "Invalid credentials" only
+then), an expired or disabled account 423. Failures draw on the same per-client
+limiter as `api_auth` (429 once used up).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from service.auth.tokens import issue_token
+from service.http.context import AuthInfo, RequestContext
+from service.http.envelope import render, success_body
+from service.http.resources.api_auth import token_data
+from service.http.services import SERVICES, Services
+from service.kazoo import apps, errors
+from service.stores.logins import AccountLocked, Login, LoginFailed
+
+Json = dict[str, Any]
+
+METHOD = "cb_user_auth"
+DEFAULT_LANGUAGE = "en-us"
+
+
+class UserAuthResource:
+    needs_auth = False
+
+    def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
+        return ("PUT",) if not args else None
+
+    async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
+        services = ctx.request.app[SERVICES]
+        client = ctx.request.remote or "unknown"
+        if not services.auth_failures.allows(client):
+            raise errors.too_many_requests()
+        try:
+            login = await services.logins.log_in(_validated(services, ctx.data))
+        except LoginFailed:
+            services.auth_failures.record_failure(client)
+            raise errors.invalid_credentials() from None
+        except AccountLocked as locked:
+            services.auth_failures.record_failure(client)
+            raise errors.account_locked(locked.reason, locked.cause) from None
+        except errors.KazooError:
+            services.auth_failures.record_failure(client)
+            raise
+        token = await _token(services, login)
+        ctx.auth_token = token
+        ctx.auth = AuthInfo(
+            account_id=login.account["_id"],
+            account=login.account,
+            token=token,
+            claims={},
+            owner_id=login.user["_id"],
+        )
+        return render(ctx, success_body(ctx, _answer(login)), 201)
+
+
+def _validated(services: Services, data: Json) -> Json:
+    result = services.user_auth_validator.validate(data)
+    if not result.ok or result.value is None:
+        raise errors.validation_error(result.errors)
+    return result.value
+
+
+async def _token(services: Services, login: Login) -> str:
+    # The one place a user token is made: the token module decides its form.
+    secret = await services.signing_key.get()
+    return issue_token(
+        secret, login.account, ttl=services.settings.token_ttl, method=METHOD, user=login.user
+    )
+
+
+def _answer(login: Login) -> Json:
+    data = token_data(login.account)
+    data["owner_id"] = login.user["_id"]
+    # crossbar_util:get_language/2: the user's, else the account's, else en-us.
+    user, account = login.user, login.account
+    data["language"] = user.get("language") or account.get("language") or DEFAULT_LANGUAGE
+    # Monster UI before apps_store read the user's apps from here (MUI §3).
+    data["apps"] = apps.catalogue()
+    return data
