@@ -316,3 +316,34 @@ async def test_a_failed_login_is_readable_by_the_ui(ui_api, tenant):
     # formatMonsterAPIError reads these; the text must parse as JSON on its own.
     parsed = json.loads(reply.text)
     assert parsed["status"] == "error" and isinstance(parsed["data"], dict)
+
+
+async def test_every_json_answer_is_exactly_application_json(api, master):
+    cases = [
+        ("GET", "/__heartbeat__", None),
+        ("GET", "/__lbheartbeat__", None),
+        ("GET", "/v2/openapi.json", None),
+        ("GET", "/v1/accounts", None),  # 410 before anything else
+        ("DELETE", "/v2/api_auth", None),  # 405
+        ("PUT", "/v2/user_auth", "{not json"),  # 400
+        ("GET", f"/v2/accounts/{master.id}/connectivity", None),  # 401, no token
+        ("GET", "/v2/whitelabel/example.com", None),  # 404
+    ]
+    for method, path, raw in cases:
+        reply = await call(api, method, path, raw=raw, headers={"Content-Type": "application/json"})
+        assert reply.headers["Content-Type"] == "application/json", (method, path, reply.status)
+        assert reply.body is not None, (method, path)
+
+
+async def test_preflights_answer_every_path_and_plain_options_stays_405(api, master):
+    for path in ("/v2/user_auth", f"/v2/accounts/{master.id}/alerts", "/v2/no/such/thing"):
+        headers = {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}
+        async with api.options(path, headers=headers) as resp:
+            assert resp.status == 200, path
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    # Known paths list their own verbs, as KAZOO does.
+    headers = {"Origin": ORIGIN, "Access-Control-Request-Method": "PUT"}
+    async with api.options("/v2/user_auth", headers=headers) as resp:
+        assert resp.headers["Access-Control-Allow-Methods"] == "OPTIONS, PUT"
+    plain = await call(api, "OPTIONS", "/v2/user_auth")
+    assert plain.status == 405

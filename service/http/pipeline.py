@@ -178,7 +178,7 @@ def _preflight(ctx: RequestContext) -> web.StreamResponse:
     Also for a path we do not serve (KAZOO answers 404 there): a browser that gets no
     2xx preflight never sends the request, so a UI served from another origin would
     see a network error instead of the JSON 404 it tolerates (whitelabel, alerts,
-    ledgers… MUI §1).
+    ledgers… at Monster UI's start).
     """
     try:
         route = resolve(ctx.path_tokens)

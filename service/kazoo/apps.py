@@ -2,7 +2,7 @@
 
 KAZOO keeps one `pvt_type: app` doc per installed app in the master account's
 database; Monster UI only needs the app that drives this API, the PBX Connector
-(`name: "pbxs"`, MUI §2). Its record is data here: `source_url`/`api_url` are left out
+(`name: "pbxs"`, 2600hz/monster-ui-pbxs). Its record is data here: `source_url`/`api_url` are left out
 so the UI loads the app from its own files and talks to its default API.
 """
 

@@ -243,7 +243,7 @@ def public_json(number: Json, *, deleted: bool = False) -> Json:
 
 
 def wanted_states(raw: Any) -> frozenset[str] | None:
-    """`filter_state` as Monster UI sends it (`["in_service","port_in"]`, MUI §2), or
+    """`filter_state` as Monster UI sends it (`["in_service","port_in"]`, monster-ui-pbxs), or
     one state; None when absent. A value that is neither lists nothing."""
     if raw is None:
         return None

@@ -1,7 +1,7 @@
 """`GET /v2/accounts/{ACCOUNT_ID}/apps_store[/{APP_ID}]` (a subset of cb_apps_store).
 
-Monster UI logs the user out when this answer fails (MUI §1), and opens the PBX
-Connector only when it is listed with `name: "pbxs"` (MUI §2). The records are
+Monster UI logs the user out when this answer fails (monster-ui apps/auth/app.js), and opens the PBX
+Connector only when it is listed with `name: "pbxs"` (monster-ui-pbxs). The records are
 `service/kazoo/apps.py`'s; anything below an app (its icon, screenshots) is 404.
 """
 

@@ -3,7 +3,7 @@
 * `GET …/phone_numbers`: the account's numbers, from the copies in its database
   (`phone_numbers/crossbar_listing`), as `{"numbers": {"+1…": {state, used_by, …}},
   "cascade_quantity": 0}` with Crossbar's paging; `filter_state=["in_service",…]`
-  keeps the numbers in those states (Monster UI's PBX Connector asks so, MUI §2);
+  keeps the numbers in those states (Monster UI's PBX Connector asks so, monster-ui-pbxs);
 * `PUT …/phone_numbers/{NUMBER}`: create a number assigned to the account (201);
 * `GET …/phone_numbers/{NUMBER}`, `DELETE …/phone_numbers/{NUMBER}` (`?hard=true`).
 

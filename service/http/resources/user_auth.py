@@ -1,6 +1,6 @@
 """`PUT /v2/user_auth`: trade a user's hashed credentials for a token (cb_user_auth).
 
-Monster UI logs in here (MUI §1): `{"data": {"credentials": md5(lower(user) ":" pass),
+Monster UI logs in here (monster-ui apps/auth/app.js): `{"data": {"credentials": md5(lower(user) ":" pass),
 "account_name": "…"}}`, or `account_realm` / `phone_number`, `method: sha` for sha1.
 Wrong credentials are 401 with a JSON body (the UI shows "Invalid credentials" only
 then), an expired or disabled account 423. Failures draw on the same per-client
@@ -82,6 +82,6 @@ def _answer(login: Login) -> Json:
     # crossbar_util:get_language/2: the user's, else the account's, else en-us.
     user, account = login.user, login.account
     data["language"] = user.get("language") or account.get("language") or DEFAULT_LANGUAGE
-    # Monster UI before apps_store read the user's apps from here (MUI §3).
+    # Monster UI before apps_store read the user's apps from here (its auth app's `installedApps`).
     data["apps"] = apps.catalogue()
     return data
