@@ -126,7 +126,7 @@ async def test_wrong_credentials_are_a_json_401(api, make_account, logins):
     for attempt in attempts:
         reply = await login(logins, **attempt)
         data = assert_kazoo_error(reply, 401, "invalid_credentials")
-        # Monster UI parses the body only when the type is exactly this (its SDK, jquery.kazoosdk.js).
+        # Monster UI parses the body only when the type is exactly this (kazoosdk.js).
         assert reply.headers["Content-Type"] == "application/json"
         assert isinstance(data, dict)
         assert "auth_token" not in reply.body

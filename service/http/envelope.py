@@ -99,7 +99,8 @@ def render(ctx: RequestContext | None, body: Json, status: int) -> web.Response:
         raw = f"{jsonp}(".encode() + raw + b");"
     # Exactly `application/json`, as KAZOO sends it: Monster UI reads an error body only
     # when the type is exactly that (with `; charset=utf-8` a failed login shows
-    # nothing: its SDK, jquery.kazoosdk.js, checks the type). The body is UTF-8 all the same (RFC 8259 allows no other).
+    # nothing: its SDK, jquery.kazoosdk.js, checks the type). The body is UTF-8 all
+    # the same (RFC 8259 allows no other).
     return web.Response(status=status, body=raw, content_type=JSON_TYPE)
 
 

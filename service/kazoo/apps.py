@@ -2,8 +2,9 @@
 
 KAZOO keeps one `pvt_type: app` doc per installed app in the master account's
 database; Monster UI only needs the app that drives this API, the PBX Connector
-(`name: "pbxs"`, 2600hz/monster-ui-pbxs). Its record is data here: `source_url`/`api_url` are left out
-so the UI loads the app from its own files and talks to its default API.
+(`name: "pbxs"`, 2600hz/monster-ui-pbxs). Its record is data here: `source_url` and
+`api_url` are left out so the UI loads the app from its own files and talks to its
+default API.
 """
 
 from __future__ import annotations

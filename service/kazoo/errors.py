@@ -259,7 +259,8 @@ def account_has_descendants() -> KazooError:
 
 def account_locked(reason: str, cause: object = None) -> KazooError:
     # cb_user_auth: credentials right, account expired (trial over) or disabled. KAZOO
-    # files it under the `account` key; Monster UI tells the user on 423 (monster-ui apps/auth/app.js).
+    # files it under the `account` key; Monster UI tells the user on 423 (monster-ui
+    # apps/auth/app.js).
     detail: dict[str, Any] = {"message": f"account {reason}"}
     if cause is not None:
         detail["cause"] = cause
