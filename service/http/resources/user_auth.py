@@ -2,7 +2,8 @@
 
 Monster UI logs in here (monster-ui apps/auth/app.js):
 `{"data": {"credentials": md5(lower(user) ":" pass), "account_name": "…"}}`, or
-`account_realm` / `phone_number` instead of the name, `method: sha` for sha1. Wrong credentials are 401 with a JSON body (the UI shows "Invalid credentials" only
+`account_realm` / `phone_number` instead of the name, `method: sha` for sha1.
+Wrong credentials are 401 with a JSON body (the UI shows "Invalid credentials" only
 then), an expired or disabled account 423. Failures draw on the same per-client
 limiter as `api_auth` (429 once used up).
 """
