@@ -215,10 +215,15 @@ async def test_a_user_kazoo_wrote_logs_in_and_kazoos_design_doc_is_left_alone(
     assert {k: v for k, v in stored.items() if k != "_rev"} == kazoo_ddoc
 
 
-async def test_a_bad_body_is_400(api, logins):
+async def test_a_bad_body_is_400_and_never_echoes_the_credentials(api, logins):
     for data in ({}, {"credentials": 42}, {"credentials": "ab", "method": "crc32"}):
         reply = await login(logins, **data)
         assert_kazoo_error(reply, 400, "validation error")
+    too_long = "f00d" * 20
+    reply = await login(logins, credentials=too_long, account_name="x")
+    data = assert_kazoo_error(reply, 400, "validation error")
+    assert "maxLength" in data["credentials"]
+    assert too_long not in reply.text
 
 
 async def test_failed_logins_share_the_api_auth_limiter(couch_url, make_account, api):

@@ -173,3 +173,11 @@ async def test_every_save_and_delete_reaches_the_change_hook(api, customer):
         (customer.id, created["id"], False, False),
         (customer.id, created["id"], False, True),
     ]
+
+
+async def test_a_refused_password_is_not_echoed(api, customer):
+    body = {"first_name": "A", "last_name": "B", "username": new_username(), "password": 81726354}
+    reply = await call(api, "PUT", users_url(customer.id), data=body, token=customer.token)
+    data = assert_kazoo_error(reply, 400, "validation error")
+    assert "type" in data["password"]
+    assert "81726354" not in reply.text

@@ -115,6 +115,19 @@ def apply_credentials(doc: Json, stored: Json | None, creds: Credentials) -> Jso
     return doc
 
 
+def without_secrets(validation_errors: Json) -> Json:
+    """Validation errors with the rejected value of a password or credentials left out:
+    a 400 must not echo a secret (KAZOO's errors carry `value` and `cause`)."""
+    cleaned = dict(validation_errors)
+    for key in WRITE_ONLY:
+        if isinstance(cleaned.get(key), dict):
+            cleaned[key] = {
+                code: {k: v for k, v in detail.items() if k not in ("value", "cause")}
+                for code, detail in cleaned[key].items()
+            }
+    return cleaned
+
+
 def user_view(doc: Json) -> Json:
     """The API's view of a user: public fields only, so neither hash ever leaves."""
     view = public_view(doc)

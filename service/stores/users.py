@@ -29,6 +29,7 @@ from service.kazoo.users import (
     CredentialsProblem,
     apply_credentials,
     credentials_of,
+    without_secrets,
 )
 from service.kazoo.validation import SchemaValidator
 from service.stores import listing
@@ -122,7 +123,7 @@ class UserStore:
         candidate.pop("id", None)
         result = self.validator.validate(candidate)
         if not result.ok or result.value is None:
-            raise errors.validation_error(result.errors)
+            raise errors.validation_error(without_secrets(result.errors))
         return result.value
 
     def patched(self, stored: Json, data: Json) -> Json:

@@ -20,6 +20,7 @@ from service.http.envelope import render, success_body
 from service.http.resources.api_auth import token_data
 from service.http.services import SERVICES, Services
 from service.kazoo import apps, errors
+from service.kazoo.users import without_secrets
 from service.stores.logins import AccountLocked, Login, LoginFailed
 
 Json = dict[str, Any]
@@ -65,7 +66,7 @@ class UserAuthResource:
 def _validated(services: Services, data: Json) -> Json:
     result = services.user_auth_validator.validate(data)
     if not result.ok or result.value is None:
-        raise errors.validation_error(result.errors)
+        raise errors.validation_error(without_secrets(result.errors))
     return result.value
 
 

@@ -93,23 +93,27 @@ async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse
 async def _item(ctx: RequestContext, services: Services, user_id: str) -> web.StreamResponse:
     store = services.users
     account_id = _account_id(ctx)
-    if ctx.method == "POST":
-        # KAZOO validates a POST body before it looks the doc up: 400 wins over 404 (§7.5).
-        body = store.validated(ctx.data)
-        stored = await store.get(account_id, user_id)
-    else:
-        stored = await store.get(account_id, user_id)
+    # KAZOO validates a POST body before it looks the doc up: 400 wins over 404 (§7.5).
+    posted = store.validated(ctx.data) if ctx.method == "POST" else None
+    stored = await store.get(account_id, user_id)
     if ctx.method == "GET":
-        if conditional.check_read(ctx, stored["_rev"]):
-            return web.Response(status=304, headers={"ETag": conditional.etag(stored["_rev"])})
-        response = _respond(ctx, stored, 200)
-        response.headers["ETag"] = conditional.etag(stored["_rev"])
-        return response
+        return _read(ctx, stored)
+    body = posted
     if ctx.method == "PATCH":
+        # The merged document is validated before preconditions, as for a POST (§1).
         body = store.patched(stored, ctx.data)
     conditional.check_write(ctx, stored["_rev"])
-    if ctx.method == "DELETE":
+    if body is None:  # DELETE
         deleted = await store.soft_delete(account_id, stored, _write_context(ctx))
         return _respond(ctx, deleted, 200, deleted=True)
     saved = await store.replace(account_id, stored, body, _write_context(ctx))
     return _respond(ctx, saved, 200)
+
+
+def _read(ctx: RequestContext, stored: Json) -> web.StreamResponse:
+    etag = conditional.etag(stored["_rev"])
+    if conditional.check_read(ctx, stored["_rev"]):
+        return web.Response(status=304, headers={"ETag": etag})
+    response = _respond(ctx, stored, 200)
+    response.headers["ETag"] = etag
+    return response
