@@ -14,9 +14,11 @@ from service.config import ConfigError, Settings, load_settings
 from service.couchdb.client import CouchClient, CouchUnreachable
 from service.couchdb.runtime import open_couch
 from service.couchdb.view_maintenance import ensure_all_views
+from service.kazoo.users import PRIV_LEVELS
 from service.logs import configure_logging
 from service.numbers.commands import run_ensure_numbers, run_import_numbers
 from service.stores.accounts import AccountError, AccountStore
+from service.stores.user_commands import run_create_user
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--realm", default=None)
     create.add_argument("--parent", default=None, metavar="ACCOUNT_ID")
+    user = commands.add_parser(
+        "create-user",
+        help="create a user who can log in with PUT /v2/user_auth (Monster UI); prints JSON",
+    )
+    user.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    user.add_argument("--username", required=True)
+    user.add_argument("--password", required=True)
+    user.add_argument("--priv-level", choices=PRIV_LEVELS, default="admin")
+    user.add_argument("--first-name", default=None, help="default: the username")
+    user.add_argument("--last-name", default="User")
     rotate = commands.add_parser(
         "rotate-api-key", help="give an account a new api key (revokes its tokens); prints JSON"
     )
@@ -72,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if command == "couch-url":
         return asyncio.run(_couch_url(settings))
+    if command == "create-user":
+        return asyncio.run(run_create_user(settings, args))
     if command == "rotate-api-key":
         return asyncio.run(_rotate_api_key(settings, args.account))
     if command == "ensure-views":

@@ -141,3 +141,33 @@ async def test_commands_share_the_embedded_server_of_a_running_serve(tmp_path, u
     finally:
         server.terminate()
         assert await asyncio.wait_for(server.wait(), timeout=20) == 0
+
+
+async def test_create_user_then_log_in_as_monster_ui_does(api, couch, couch_url, make_account):
+    import hashlib
+    import secrets
+
+    env = {"CONNECTIVITY_COUCH_URL": couch_url}
+    account = await make_account(f"Cli Users {secrets.token_hex(3)}")
+    username, password = f"Ops.{secrets.token_hex(3)}", "cli-pass-9"
+    args = ("create-user", "--account", account.id, "--username", username)
+    code, out, err = await run_cli(*args, "--password", password, env=env)
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["username"] == username.lower()
+    assert created["priv_level"] == "admin"
+    assert password not in out
+    stored = await couch.get_doc(account.db, created["user_id"])
+    assert stored["pvt_md5_auth"] not in out
+    creds = hashlib.md5(f"{username.lower()}:{password}".encode()).hexdigest()
+    login = await call(
+        api, "PUT", "/v2/user_auth", data={"credentials": creds, "account_name": account.name}
+    )
+    assert login.status == 201, login.text
+    assert login.data["owner_id"] == created["user_id"]
+    again = await run_cli(*args, "--password", "x", env=env)
+    assert again[0] == 1 and "unique" in again[2]
+    missing = await run_cli(
+        "create-user", "--account", "0" * 32, "--username", "a", "--password", "b", env=env
+    )
+    assert missing[0] == 1 and "no account" in missing[2]

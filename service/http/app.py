@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from service import fast_json
 from service.config import Settings
 from service.couchdb.client import CouchClient, CouchUnreachable
 from service.couchdb.runtime import CouchHandle, open_couch
 from service.couchdb.view_maintenance import VIEW_CHECK, start_view_check, stop_view_check
+from service.http.envelope import JSON_TYPE
 from service.http.middleware import kazoo_middleware
 from service.http.pipeline import dispatch
 from service.http.server import IN_FLIGHT, InFlight, track_in_flight
@@ -28,12 +30,17 @@ COUCH_HANDLE = web.AppKey("couch_handle", CouchHandle)
 async def heartbeat(request: web.Request) -> web.Response:
     """Kinto-style health check: 503 while CouchDB does not answer."""
     up = await request.app[SERVICES].client.is_up()
-    return web.json_response({"couchdb": up}, status=200 if up else 503)
+    return _json({"couchdb": up}, 200 if up else 503)
 
 
 async def lb_heartbeat(_request: web.Request) -> web.Response:
     """For load balancers: the process is alive, whatever CouchDB says."""
-    return web.json_response({})
+    return _json({}, 200)
+
+
+def _json(body: dict[str, bool], status: int) -> web.Response:
+    # The same exact Content-Type as every other JSON answer (http/envelope.py).
+    return web.Response(status=status, body=fast_json.dumps(body), content_type=JSON_TYPE)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -35,6 +35,7 @@ CORS_EXPOSE_HEADERS = (
     "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag, etag"
 )
 GET_EXPIRES = "Fri, 01 Jan 1999 00:00:00 GMT"
+JSON_TYPE = "application/json"
 
 
 def iso_timestamp() -> str:
@@ -99,7 +100,11 @@ def render(ctx: RequestContext | None, body: Json, status: int) -> web.Response:
     if jsonp:
         # KAZOO keeps application/json even when wrapping (§3.1).
         raw = f"{jsonp}(".encode() + raw + b");"
-    return web.Response(status=status, body=raw, content_type="application/json", charset="utf-8")
+    # Exactly `application/json`, as KAZOO sends it: Monster UI reads an error body only
+    # when the type is exactly that (with `; charset=utf-8` a failed login shows
+    # nothing: its SDK, jquery.kazoosdk.js, checks the type). The body is UTF-8 all
+    # the same (RFC 8259 allows no other).
+    return web.Response(status=status, body=raw, content_type=JSON_TYPE)
 
 
 def wants_cors(request: web.Request) -> bool:

@@ -21,6 +21,7 @@ from service.http.negotiation import preferred_body
 from service.http.resources.account_auth import AccountAuthResource
 from service.http.resources.accounts import AccountsResource
 from service.http.resources.api_auth import ApiAuthResource
+from service.http.resources.apps_store import AppsStoreResource
 from service.http.resources.auth import AuthResource
 from service.http.resources.base import Resource
 from service.http.resources.connectivity import ConnectivityResource
@@ -28,6 +29,8 @@ from service.http.resources.openapi import OpenApiResource
 from service.http.resources.phone_numbers import PhoneNumbersResource
 from service.http.resources.schemas import SchemasResource
 from service.http.resources.token_auth import TokenAuthResource
+from service.http.resources.user_auth import UserAuthResource
+from service.http.resources.users import UsersResource
 from service.http.services import SERVICES, Services
 from service.kazoo import errors
 from service.kazoo.ids import is_raw_account_id, is_storable_account_id
@@ -35,16 +38,20 @@ from service.kazoo.ids import is_raw_account_id, is_storable_account_id
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"})
 TUNNELLED_VERBS = frozenset({"PUT", "DELETE", "PATCH", "POST"})
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
+PREFLIGHT_FALLBACK_METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
 
 ACCOUNT_RESOURCES: dict[str, Resource] = {
     "connectivity": ConnectivityResource(),
     "phone_numbers": PhoneNumbersResource(),
     "auth": AccountAuthResource(),
+    "users": UsersResource(),
+    "apps_store": AppsStoreResource(),
 }
 TOP_RESOURCES: dict[str, Resource] = {
     "api_auth": ApiAuthResource(),
     "token_auth": TokenAuthResource(),
     "auth": AuthResource(),
+    "user_auth": UserAuthResource(),
     "schemas": SchemasResource(),
     "openapi.json": OpenApiResource(),
 }
@@ -106,13 +113,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     ctx.auth_token = _supplied_token(ctx)
     await _reject_expired_token(ctx, services)
     ctx.path_tokens = path_tokens(request)
+    if ctx.method == "OPTIONS" and wants_cors(request):
+        return _preflight(ctx)
     route = resolve(ctx.path_tokens)
     allowed = route.resource.allowed_methods(route.args)
     if allowed is None:
         raise errors.not_found()
     ctx.allowed_methods = allowed
     if ctx.method == "OPTIONS":
-        return _preflight(request, list(allowed))
+        # Without CORS headers OPTIONS is just a method this resource does not allow.
+        raise errors.method_not_allowed(list(allowed))
     if ctx.method not in allowed:
         raise errors.method_not_allowed(list(allowed))
     if route.account_id is not None:
@@ -168,11 +178,21 @@ async def _reject_expired_token(ctx: RequestContext, services: Services) -> None
         return
 
 
-def _preflight(request: web.Request, allowed: list[str]) -> web.StreamResponse:
-    if not wants_cors(request):
-        # Without CORS headers OPTIONS is just a method this resource does not allow.
-        raise errors.method_not_allowed(allowed)
-    return web.Response(status=200, headers=cors_headers(request, allowed))
+def _preflight(ctx: RequestContext) -> web.StreamResponse:
+    """A CORS preflight: 200 with the path's verbs, no token needed (§13).
+
+    Also for a path we do not serve (KAZOO answers 404 there): a browser that gets no
+    2xx preflight never sends the request, so a UI served from another origin would
+    see a network error instead of the JSON 404 it tolerates (whitelabel, alerts,
+    ledgers… at Monster UI's start).
+    """
+    try:
+        route = resolve(ctx.path_tokens)
+        allowed = route.resource.allowed_methods(route.args)
+    except errors.KazooError:
+        allowed = None
+    ctx.allowed_methods = allowed or PREFLIGHT_FALLBACK_METHODS
+    return web.Response(status=200, headers=cors_headers(ctx.request, list(ctx.allowed_methods)))
 
 
 async def _load_target_account(

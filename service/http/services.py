@@ -29,6 +29,8 @@ from service.numbers.store import NumberStore
 from service.stores.accounts import AccountStore
 from service.stores.connectivity import ConnectivityStore
 from service.stores.identities import IdentitySecrets
+from service.stores.logins import Logins
+from service.stores.users import UserStore
 
 Json = dict[str, Any]
 
@@ -62,6 +64,10 @@ class Services:
     # Crossbar's per client/account request buckets, and whose X-Forwarded-For to believe.
     buckets: RequestBuckets
     reverse_proxies: tuple[Network, ...]
+    # Users (schemas/users.json) and their logins (PUT /v2/user_auth).
+    users: UserStore
+    logins: Logins
+    user_auth_validator: SchemaValidator
 
     @classmethod
     def build(
@@ -100,6 +106,8 @@ class Services:
             load_account=account_cache.get,
             load_doc=_doc_reader(client, reads),
         )
+        strict = settings.strict_validation
+        users = UserStore(client, SchemaValidator.from_file(schema_path("users"), strict=strict))
         return cls(
             settings=settings,
             client=client,
@@ -130,6 +138,11 @@ class Services:
                 settings.rate_limit_tokens, settings.rate_limit_fill_rate, settings.rate_limit_cost
             ),
             reverse_proxies=parse_networks(settings.reverse_proxies),
+            users=users,
+            logins=Logins(AccountStore(client), users, numbers.owner_of),
+            user_auth_validator=SchemaValidator.from_file(
+                schema_path("user_auth"), strict=settings.strict_validation
+            ),
         )
 
 

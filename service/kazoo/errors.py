@@ -284,3 +284,13 @@ def not_implemented(method: str) -> KazooError:
 def account_has_descendants() -> KazooError:
     # cb_accounts refuses to delete an account that still has (live) sub-accounts.
     return KazooError(400, "account_has_descendants", {"message": "account has descendants"})
+
+
+def account_locked(reason: str, cause: object = None) -> KazooError:
+    # cb_user_auth: credentials right, account expired (trial over) or disabled. KAZOO
+    # files it under the `account` key; Monster UI tells the user on 423 (monster-ui
+    # apps/auth/app.js).
+    detail: dict[str, Any] = {"message": f"account {reason}"}
+    if cause is not None:
+        detail["cause"] = cause
+    return KazooError(423, f"account {reason}", {"account": {reason: detail}})

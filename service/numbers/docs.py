@@ -21,6 +21,8 @@ we keep them).
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from service.kazoo.ids import now_gregorian
@@ -238,6 +240,33 @@ def public_json(number: Json, *, deleted: bool = False) -> Json:
             view[key] = value
     view["_read_only"] = {key: value for key, value in read_only.items() if value}
     return view
+
+
+def wanted_states(raw: Any) -> frozenset[str] | None:
+    """`filter_state` as Monster UI sends it (`["in_service","port_in"]`, monster-ui-pbxs), or
+    one state; None when absent. A value that is neither lists nothing."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.lstrip().startswith("[") else raw
+        except ValueError:
+            return frozenset()
+    if isinstance(raw, str):
+        return frozenset({raw})
+    if isinstance(raw, list):
+        return frozenset(item for item in raw if isinstance(item, str))
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class InStates:
+    """Keeps the number docs in one of these states (a listing's doc test)."""
+
+    states: frozenset[str]
+
+    def __call__(self, doc: Json | None) -> bool:
+        return doc is not None and state_of(doc) in self.states
 
 
 def listing_entry(value: Json) -> Json:

@@ -18,7 +18,7 @@ from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentConfli
 from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo.ids import account_db
 from service.numbers.docs import account_copy, assigned_to, is_live
-from service.numbers.rules import number_db
+from service.numbers.rules import is_reconcilable, normalize, number_db
 from service.stores import listing
 from service.stores.accounts import ADMIN_ONLY_SECURITY
 
@@ -76,6 +76,14 @@ class NumberStore:
         except (DocumentNotFound, DatabaseNotFound):
             return None
         return doc if include_deleted or is_live(doc) else None
+
+    async def owner_of(self, raw: str) -> str | None:
+        """The account a number (any spelling KAZOO normalises) is assigned to
+        (knm_number:lookup_account/1, as `user_auth` finds an account by `phone_number`)."""
+        if not is_reconcilable(raw):
+            return None
+        doc = await self.get(normalize(raw))
+        return assigned_to(doc) if doc is not None else None
 
     async def get_many(self, numbers: Iterable[str]) -> dict[str, Json]:
         """The live docs of these E.164 numbers: one request per number database."""

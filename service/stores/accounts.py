@@ -25,6 +25,10 @@ Json = dict[str, Any]
 # Named apart from KAZOO's own `_design/accounts`, which a replicated `accounts` database
 # brings along: neither side overwrites the other's views.
 ACCOUNTS_DDOC = "connectivity_accounts"
+# The lookups of `PUT /v2/user_auth`, in a design doc of their own: a service instance
+# of an older version, sharing the CouchDB, rewrites `connectivity_accounts` to the
+# views it knows and would take these away.
+LOGINS_DDOC = "connectivity_logins"
 # Our own: one doc per claimed realm (id = lower-cased realm), so that two concurrent
 # creations with the same realm cannot both win. KAZOO only checks a view (racy).
 REALMS_DB = "connectivity_realms"
@@ -112,16 +116,25 @@ class AccountStore:
                 return account
         return None
 
+    async def ids_by_name(self, normalized_name: str) -> list[str]:
+        """Live accounts whose name, lower-cased and reduced to letters and digits, is
+        this (KAZOO's `accounts/listing_by_name`); several accounts may share a name."""
+        rows = await self._lookup("listing_by_name", normalized_name, ddoc=LOGINS_DDOC)
+        return [row["id"] for row in rows]
+
+    async def ids_by_realm(self, realm: str) -> list[str]:
+        return [row["id"] for row in await self._lookup("listing_by_realm", realm.lower())]
+
     async def realm_in_use(self, realm: str) -> bool:
         return bool(await self._lookup("listing_by_realm", realm.lower()))
 
-    async def _lookup(self, view: str, key: str) -> list[Json]:
+    async def _lookup(self, view: str, key: str, *, ddoc: str = ACCOUNTS_DDOC) -> list[Json]:
         try:
-            result = await self.client.view(ACCOUNTS_DB, ACCOUNTS_DDOC, view, key=key, limit=10)
+            result = await self.client.view(ACCOUNTS_DB, ddoc, view, key=key, limit=10)
         except (DocumentNotFound, DatabaseNotFound):
             # First use on a fresh CouchDB, or CouchDB was down at start-up.
             await self.ensure_system_databases()
-            result = await self.client.view(ACCOUNTS_DB, ACCOUNTS_DDOC, view, key=key, limit=10)
+            result = await self.client.view(ACCOUNTS_DB, ddoc, view, key=key, limit=10)
         return list(result.get("rows", []))
 
     async def create(self, name: str, realm: str | None, parent_id: str | None) -> NewAccount:

@@ -12,6 +12,9 @@ from service.kazoo.filters import DocFilter
 
 Json = dict[str, Any]
 
+# Whether a listing keeps a stored doc (None when the row has no doc).
+DocTest = Callable[[Json | None], bool]
+
 # paginate=false reads the view in slices. KAZOO uses 51 rows (crossbar_view); the rows,
 # and so the answer, are the same for any slice size, and 1,000 takes 20 times fewer
 # round trips for a large account while bounding what one CouchDB answer holds.
@@ -37,8 +40,9 @@ class PageRequest:
     start_key_given: bool = False
     given_start_key: Any = None
     end_key: Any = None
-    # The query-string filters (crossbar_filter, §9); None when there are none.
-    doc_filter: DocFilter | None = None
+    # The query-string filters (crossbar_filter, §9), or any other test of the stored
+    # doc; None when there are none.
+    doc_filter: DocFilter | DocTest | None = None
     # True when the caller shows only row ids: row values are dropped as soon as read.
     ids_only: bool = False
 
@@ -113,7 +117,7 @@ async def _read_filtered(
     ddoc: str,
     view: str,
     request: PageRequest,
-    keep: DocFilter,
+    keep: DocFilter | DocTest,
 ) -> Page:
     """A page counted after filtering: view slices are read until it is full or the view ends.
 

@@ -78,6 +78,10 @@ def account_view(ctx: RequestContext, doc: Json) -> Json:
     view["created"] = doc.get("pvt_created")
     view["reseller_id"] = tree[-1] if tree else doc["_id"]
     view["is_reseller"] = doc.get("pvt_reseller") is True or not tree
+    # Monster UI's myaccount app rewrites the whole account (a POST) at every login when
+    # the key is missing (monster-ui apps/myaccount/app.js); an empty object is what
+    # that POST would store.
+    view.setdefault("ui_restrictions", {})
     if is_true(ctx.query.get("include_api_key")):
         view["api_key"] = doc.get("pvt_api_key")
     return view

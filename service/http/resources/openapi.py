@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.http.context import RequestContext
+from service.http.envelope import JSON_TYPE
 from service.http.openapi_doc import served_bytes
 
 
@@ -19,4 +20,4 @@ class OpenApiResource:
         return ("GET",) if not args else None
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
-        return web.Response(body=served_bytes(), content_type="application/json", charset="utf-8")
+        return web.Response(body=served_bytes(), content_type=JSON_TYPE)

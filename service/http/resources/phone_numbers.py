@@ -2,7 +2,8 @@
 
 * `GET …/phone_numbers`: the account's numbers, from the copies in its database
   (`phone_numbers/crossbar_listing`), as `{"numbers": {"+1…": {state, used_by, …}},
-  "cascade_quantity": 0}` with Crossbar's paging;
+  "cascade_quantity": 0}` with Crossbar's paging; `filter_state=["in_service",…]`
+  keeps the numbers in those states (Monster UI's PBX Connector asks so, monster-ui-pbxs);
 * `PUT …/phone_numbers/{NUMBER}`: create a number assigned to the account (201);
 * `GET …/phone_numbers/{NUMBER}`, `DELETE …/phone_numbers/{NUMBER}` (`?hard=true`).
 
@@ -13,6 +14,7 @@ The pipeline has already checked the account (404), the token (401) and the tree
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +26,7 @@ from service.http.paging import page_request, paging_envelope
 from service.http.resources.base import collection_or_item
 from service.http.services import SERVICES, Services
 from service.kazoo.ids import account_db
-from service.numbers.docs import listing_entry, public_json
+from service.numbers.docs import InStates, listing_entry, public_json, wanted_states
 from service.numbers.phone_numbers import Requester
 
 Json = dict[str, Any]
@@ -66,6 +68,9 @@ async def _summary(ctx: RequestContext, services: Services) -> web.StreamRespons
     assert ctx.account_id is not None
     db = account_db(ctx.account_id)
     request = page_request(ctx, services.settings.page_size)
+    states = wanted_states(ctx.req_value("filter_state"))
+    if states is not None:
+        request = replace(request, doc_filter=InStates(states))
 
     page = await services.phone_numbers.store.account_page(db, request)
     numbers = {row["key"]: listing_entry(row.get("value") or {}) for row in page.rows}
