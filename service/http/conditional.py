@@ -1,4 +1,7 @@
-"""ETag preconditions (docs/kazoo-compatibility.md §13): the entity tag is the quoted CouchDB `_rev`."""
+"""ETag preconditions (docs/kazoo-compatibility.md §13).
+
+The entity tag is the quoted CouchDB `_rev`.
+"""
 
 from __future__ import annotations
 

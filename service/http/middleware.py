@@ -1,4 +1,7 @@
-"""The one place where every outcome becomes a KAZOO response (docs/kazoo-compatibility.md §3, §5)."""
+"""The one place where every outcome becomes a KAZOO response.
+
+See docs/kazoo-compatibility.md §3 and §5.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""KAZOO's naming of ids, databases and times (docs/kazoo-compatibility.md §7.1, §7.2, conventions)."""
+"""KAZOO's naming of ids, databases and times.
+
+See docs/kazoo-compatibility.md §7.1, §7.2 and its conventions.
+"""
 
 from __future__ import annotations
 
