@@ -19,6 +19,7 @@ from typing import Any
 import jwt
 
 from service.couchdb.client import CouchClient, DocumentConflict, DocumentNotFound
+from service.kazoo.changes import DocWritten
 
 Json = dict[str, Any]
 
@@ -43,6 +44,8 @@ class SigningKey:
         self._client = client
         self._secret: bytes | None = None
         self._lock = asyncio.Lock()
+        # Told when this instance writes the key doc (service/kazoo/changes.py).
+        self.on_written: DocWritten | None = None
 
     async def get(self) -> bytes:
         if self._secret is None:
@@ -65,11 +68,13 @@ class SigningKey:
                 "pvt_secret": secrets.token_hex(32),
             }
             try:
-                await self._client.put_doc(SIGNING_KEY_DB, doc)
-                return bytes.fromhex(doc["pvt_secret"])
+                saved = await self._client.put_doc(SIGNING_KEY_DB, doc)
             except DocumentConflict:
                 # Another instance wrote it first; read theirs on the next pass.
                 continue
+            if self.on_written is not None:
+                self.on_written(SIGNING_KEY_DB, {**doc, "_rev": saved.rev}, "created")
+            return bytes.fromhex(doc["pvt_secret"])
         raise RuntimeError("could not agree on a signing key")
 
 

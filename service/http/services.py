@@ -15,6 +15,7 @@ from service.cache.reads import ReadCache
 from service.config import Settings
 from service.couchdb.client import CouchClient
 from service.couchdb.feed_hub import FeedHub
+from service.events.publisher import EventPublisher
 from service.kazoo.validation import SchemaValidator, schema_path
 from service.numbers.did_guard import DidGuard
 from service.numbers.did_index import DidIndex
@@ -48,6 +49,8 @@ class Services:
     did_index: DidIndex
     # The account databases' changes feeds both of them follow.
     feeds: FeedHub
+    # KAZOO's change events on AMQP; None without CONNECTIVITY_AMQP_URL.
+    events: EventPublisher | None
 
     @classmethod
     def build(
@@ -70,18 +73,26 @@ class Services:
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
         numbers = NumberStore(client)
+        connectivity = ConnectivityStore(
+            client,
+            validator,
+            dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
+            reads=reads,
+        )
+        signing_key = SigningKey(client)
+        events = publisher_for(settings)
+        if events is not None:
+            # Every store writing documents KAZOO caches announces them, as kz_datamgr
+            # does for KAZOO's own writes (README, Beside KAZOO).
+            for store in (connectivity, accounts, numbers, signing_key):
+                store.on_written = events.doc_changed
         return cls(
             settings=settings,
             client=client,
             validator=validator,
             accounts=accounts,
-            connectivity=ConnectivityStore(
-                client,
-                validator,
-                dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
-                reads=reads,
-            ),
-            signing_key=SigningKey(client),
+            connectivity=connectivity,
+            signing_key=signing_key,
             account_validator=SchemaValidator.from_file(
                 schema_path("accounts"), strict=settings.strict_validation
             ),
@@ -95,7 +106,21 @@ class Services:
             reads=reads,
             did_index=did_index,
             feeds=hub,
+            events=events,
         )
+
+
+def publisher_for(settings: Settings) -> EventPublisher | None:
+    """The change-event publisher the settings ask for, not yet started."""
+    if settings.amqp_url is None:
+        return None
+    return EventPublisher(
+        settings.amqp_url,
+        node=settings.amqp_node,
+        capacity=settings.amqp_queue_size,
+        reconnect_max=settings.amqp_reconnect_max_seconds,
+        publish_timeout=settings.amqp_publish_timeout,
+    )
 
 
 SERVICES = web.AppKey("services", Services)

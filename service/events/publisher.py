@@ -1,0 +1,201 @@
+"""Publishes KAZOO's change events on its RabbitMQ, in the background, never deciding a write.
+
+`doc_changed` and `registrations_flushed` only encode and queue (outbox.py): the
+request that wrote the document does not wait for the broker. One background task
+connects (aio-pika), declares KAZOO's exchanges, and sends the queue in order, each
+event with publisher confirms: an event leaves the queue only once the broker has
+confirmed it. A broker that is down, slow (no confirm within the publish timeout) or
+refusing (a failed declare, a nack) costs a reconnection, with a backoff doubling up
+to `reconnect_max`; the unconfirmed events are sent again first, with the same
+`Msg-ID` (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection, AbstractExchange
+
+from service.events.encoding import (
+    EXCHANGES,
+    Event,
+    doc_event,
+    is_published,
+    reg_flush_event,
+)
+from service.events.outbox import Outbox
+from service.kazoo.changes import Action
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+FIRST_RETRY_SECONDS = 0.1
+# Events sent one after another, each confirmed before the next is sent.
+BATCH = 100
+
+# What a lost, slow or refusing broker raises; each means: reconnect and send again.
+BROKER_FAILURES = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    OSError,
+    TimeoutError,
+)
+
+
+class BrokerLost(Exception):
+    """The connection closed while the publisher waited for events."""
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        url: str,
+        *,
+        node: str,
+        capacity: int,
+        reconnect_max: float = 5.0,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self.node = node
+        self.outbox = Outbox(capacity)
+        self.connected = False
+        self.published = 0
+        self._url = url
+        self._reconnect_max = reconnect_max
+        self._publish_timeout = publish_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- what the writers call -----------------------------------------------------------
+
+    def doc_changed(self, db: str, doc: Json, action: Action) -> None:
+        """After CouchDB accepted a write of `doc` to the real database `db`
+        (service/kazoo/changes.py says what the arguments are)."""
+        if is_published(doc):
+            self._queue(doc_event(db, doc, action, self.node))
+
+    def registrations_flushed(self, realm: str) -> None:
+        """After a trunk of `realm` was created or deleted (cb_connectivity)."""
+        self._queue(reg_flush_event(realm, self.node))
+
+    def state(self) -> Json:
+        """For `/__heartbeat__`."""
+        return {
+            "connected": self.connected,
+            "queued": len(self.outbox),
+            "dropped": self.outbox.dropped,
+            "published": self.published,
+        }
+
+    def _queue(self, event: Event) -> None:
+        self.outbox.put(event)
+        self._idle.clear()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="amqp-publisher")
+
+    async def close(self, grace: float) -> None:
+        """Gives waiting events up to `grace` seconds to go out, then stops."""
+        if self._task is None:
+            return
+        if self.connected and len(self.outbox):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if len(self.outbox):
+            log.warning("amqp events not published at shutdown", extra={"lost": len(self.outbox)})
+
+    async def _run(self) -> None:
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                connection = await aio_pika.connect(self._url, timeout=self._publish_timeout)
+            except BROKER_FAILURES as exc:
+                _log_failure("amqp broker unreachable", exc, delay)
+            else:
+                delay = FIRST_RETRY_SECONDS
+                try:
+                    await self._session(connection)
+                except (*BROKER_FAILURES, BrokerLost) as exc:
+                    _log_failure("amqp connection lost", exc, delay)
+                finally:
+                    self.connected = False
+                    with contextlib.suppress(*BROKER_FAILURES):
+                        await asyncio.wait_for(connection.close(), self._publish_timeout)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+    async def _session(self, connection: AbstractConnection) -> None:
+        closed = asyncio.Event()
+        connection.close_callbacks.add(lambda *_args: closed.set())
+        channel = await connection.channel(publisher_confirms=True)
+        channel.close_callbacks.add(lambda *_args: closed.set())
+        exchanges = {
+            name: await channel.declare_exchange(
+                name, aio_pika.ExchangeType.TOPIC, durable=False, auto_delete=False
+            )
+            for name in EXCHANGES
+        }
+        self.connected = True
+        log.info("amqp broker connected", extra={"node": self.node, "queued": len(self.outbox)})
+        while True:
+            await self._next_events(closed)
+            await self._send(exchanges, self.outbox.take(BATCH))
+
+    async def _next_events(self, closed: asyncio.Event) -> None:
+        """Returns once events wait; raises BrokerLost if the connection closes first."""
+        while not len(self.outbox):
+            self._idle.set()
+            arrival = asyncio.ensure_future(self.outbox.arrival())
+            close = asyncio.ensure_future(closed.wait())
+            try:
+                await asyncio.wait((arrival, close), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrival.cancel()
+                close.cancel()
+            if closed.is_set():
+                raise BrokerLost("the broker closed the connection")
+
+    async def _send(self, exchanges: dict[str, AbstractExchange], batch: list[Event]) -> None:
+        sent = 0
+        try:
+            for event in batch:
+                message = aio_pika.Message(
+                    event.body,
+                    content_type="application/json",
+                    message_id=event.msg_id,
+                    delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                )
+                # Not mandatory, as KAZOO publishes: an event no queue is bound for is
+                # simply not delivered.
+                await exchanges[event.exchange].publish(
+                    message,
+                    event.routing_key,
+                    mandatory=False,
+                    timeout=self._publish_timeout,
+                )
+                sent += 1
+                self.published += 1
+        finally:
+            self.outbox.put_back(batch[sent:])
+
+
+def _log_failure(message: str, exc: BaseException, retry_in: float) -> None:
+    # The exception's class and text only: the URL, with its password, is never logged.
+    log.warning(
+        message,
+        extra={"reason": f"{type(exc).__name__}: {exc}", "retry_in_seconds": retry_in},
+    )
