@@ -57,8 +57,10 @@ CONF_EVENT_NAMES = (
 def doc_update_problems(payload: Json) -> list[str]:
     """Why kapi_conf:doc_update_v/1 would refuse `payload` (empty: it accepts it)."""
     problems = _missing(payload, (*DEFAULT_HEADERS, *CONF_HEADERS))
-    problems += _unknown(payload, (*DEFAULT_HEADERS, *OPTIONAL_DEFAULT_HEADERS, *CONF_HEADERS,
-                                   *OPTIONAL_CONF_HEADERS))
+    problems += _unknown(
+        payload,
+        (*DEFAULT_HEADERS, *OPTIONAL_DEFAULT_HEADERS, *CONF_HEADERS, *OPTIONAL_CONF_HEADERS),
+    )
     if payload.get("Event-Category") != "configuration":
         problems.append(f"Event-Category {payload.get('Event-Category')!r}")
     if payload.get("Event-Name") not in CONF_EVENT_NAMES:
@@ -74,8 +76,9 @@ def doc_update_problems(payload: Json) -> list[str]:
 def reg_flush_problems(payload: Json) -> list[str]:
     """Why kapi_registration:flush_v/1 would refuse `payload`."""
     problems = _missing(payload, (*DEFAULT_HEADERS, "Realm"))
-    problems += _unknown(payload, (*DEFAULT_HEADERS, *OPTIONAL_DEFAULT_HEADERS, "Realm",
-                                   "Username"))
+    problems += _unknown(
+        payload, (*DEFAULT_HEADERS, *OPTIONAL_DEFAULT_HEADERS, "Realm", "Username")
+    )
     if payload.get("Event-Category") != "directory":
         problems.append(f"Event-Category {payload.get('Event-Category')!r}")
     if payload.get("Event-Name") != "reg_flush":

@@ -13,6 +13,7 @@ earlier documents can still come after it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,7 @@ from faultproxy import TcpProxy
 from helpers import PBX_TRUNK, call
 from instances import instance_for, until
 from kapi import doc_update_problems, reg_flush_problems
-from number_helpers import fresh_number, kazoo_number, store_number, trunk
+from number_helpers import fresh_number, kazoo_connectivity, kazoo_number, store_number, trunk
 
 from service.events.encoding import encode_key
 from service.kazoo.ids import account_db, encoded_account_db
@@ -209,16 +210,12 @@ async def test_each_account_verb_publishes_to_both_account_databases(events_api,
     assert by_db[own_db][3].payload["Is-Soft-Deleted"] is True
 
 
-async def test_a_trunk_using_a_number_announces_the_number_docs(
-    events_api, broker, couch, master
-):
+async def test_a_trunk_using_a_number_announces_the_number_docs(events_api, broker, couch, master):
     number, marker_number = fresh_number(), fresh_number()
     for each in (number, marker_number):
         await store_number(couch, kazoo_number(each, owner=master.id))
     numbers = await Listener.bind(broker, "configuration", "*.*.number.*")
-    created = await call(
-        events_api, "PUT", master.url(), data=trunk([number]), token=master.token
-    )
+    created = await call(events_api, "PUT", master.url(), data=trunk([number]), token=master.token)
     assert created.status == 201, created.text
     await call(events_api, "PUT", master.url(), data=trunk([marker_number]), token=master.token)
     events = (await numbers.collect(about(number), until=about(marker_number)))[:-1]
@@ -243,6 +240,36 @@ async def test_a_trunk_using_a_number_announces_the_number_docs(
     assert copy_events[0].payload["Account-ID"] == master.id
 
 
+async def test_operator_commands_announce_their_writes(couch_url, broker):
+    cache = await Listener.bind(broker, "configuration", "*.*.account.*")
+    env = {"CONNECTIVITY_AMQP_URL": BROKER_URL, "CONNECTIVITY_AMQP_NODE": NODE}
+    code, out, err = await kazoo_connectivity(
+        "create-account", "--name", "Operator", couch_url=couch_url, env=env
+    )
+    assert code == 0, err
+    account_id = json.loads(out)["account_id"]
+    code, _, err = await kazoo_connectivity(
+        "rotate-api-key", "--account", account_id, couch_url=couch_url, env=env
+    )
+    assert code == 0, err
+    # Both processes have exited: whatever arrives now, each sent before it ended.
+    events = await cache.collect(
+        about(account_id),
+        until=lambda d: (
+            d.payload["ID"] == account_id
+            and d.payload["Database"] == "accounts"
+            and d.payload["Event-Name"] == "doc_edited"
+        ),
+    )
+    assert [(e.payload["Database"], e.payload["Event-Name"]) for e in events] == [
+        (encoded_account_db(account_id), "doc_created"),
+        ("accounts", "doc_created"),
+        (encoded_account_db(account_id), "doc_edited"),
+        ("accounts", "doc_edited"),
+    ]
+    assert all(doc_update_problems(e.payload) == [] for e in events)
+
+
 # -- the broker away, slow, refusing ------------------------------------------------------
 
 
@@ -254,9 +281,7 @@ async def broker_proxy() -> AsyncIterator[TcpProxy]:
     await proxy.stop()
 
 
-async def instance_behind(
-    couch_url: str, proxy: TcpProxy, **settings: Any
-) -> TestClient:
+async def instance_behind(couch_url: str, proxy: TcpProxy, **settings: Any) -> TestClient:
     return await instance_for(
         couch_url,
         amqp_url=proxy.url,
@@ -314,9 +339,7 @@ async def test_without_amqp_the_heartbeat_says_nothing_of_a_broker(api):
     assert reply.body == {"couchdb": True}
 
 
-async def test_the_heartbeat_reports_the_broker_without_failing_on_it(
-    couch_url, broker_proxy
-):
+async def test_the_heartbeat_reports_the_broker_without_failing_on_it(couch_url, broker_proxy):
     api = await instance_behind(couch_url, broker_proxy)
     try:
         await connected(api)
@@ -328,9 +351,7 @@ async def test_the_heartbeat_reports_the_broker_without_failing_on_it(
         await api.close()
 
 
-async def test_a_broker_cut_during_a_burst_loses_no_event(
-    couch_url, broker, broker_proxy, master
-):
+async def test_a_broker_cut_during_a_burst_loses_no_event(couch_url, broker, broker_proxy, master):
     trunkstore = await Listener.bind(broker, "configuration", "*.*.sys_info.*")
     api = await instance_behind(couch_url, broker_proxy)
     try:
@@ -395,8 +416,9 @@ async def test_a_refusing_broker_never_fails_a_write(couch_url, master, caplog):
         state = await broker_state(api)
         # The PUT's event and its registration flush, and the PATCH's event.
         assert (state["connected"], state["queued"]) == (False, 3)
-        assert not any("not-the-password" in r.getMessage() + str(r.__dict__) for r in
-                       caplog.records)
+        assert not any(
+            "not-the-password" in r.getMessage() + str(r.__dict__) for r in caplog.records
+        )
     finally:
         await api.close()
 
@@ -423,9 +445,7 @@ async def test_a_stalled_broker_never_holds_a_write(couch_url, broker, broker_pr
         await api.close()
 
 
-async def test_events_of_a_thousand_writes_arrive_complete_and_in_order(
-    events_api, broker, master
-):
+async def test_events_of_a_thousand_writes_arrive_complete_and_in_order(events_api, broker, master):
     trunkstore = await Listener.bind(broker, "configuration", "*.*.sys_info.*")
     docs = []
     for _ in range(10):

@@ -107,9 +107,7 @@ def doc_event(db: str, doc: Json, action: Action, node: str) -> Event:
         **_default_headers("configuration", event_name, DATAMGR_APP, DATAMGR_VERSION, node),
     }
     # An undefined type still fills its routing-key segment (kz_term:to_binary/1).
-    routing_key = ".".join(
-        (event_name, database, doc_type or "undefined", encode_key(doc_id))
-    )
+    routing_key = ".".join((event_name, database, doc_type or "undefined", encode_key(doc_id)))
     return _event(CONFIGURATION_EXCHANGE, routing_key, payload)
 
 

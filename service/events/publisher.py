@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
+from service.config import Settings
 from service.events.encoding import (
     EXCHANGES,
     Event,
@@ -29,7 +31,7 @@ from service.events.encoding import (
     reg_flush_event,
 )
 from service.events.outbox import Outbox
-from service.kazoo.changes import Action
+from service.kazoo.changes import Action, DocWritten
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class EventPublisher:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set from a failed connection until the next one succeeds.
+        self._trouble = asyncio.Event()
 
     # -- what the writers call -----------------------------------------------------------
 
@@ -105,12 +109,12 @@ class EventPublisher:
             self._task = asyncio.create_task(self._run(), name="amqp-publisher")
 
     async def close(self, grace: float) -> None:
-        """Gives waiting events up to `grace` seconds to go out, then stops."""
+        """Gives waiting events up to `grace` seconds to go out, then stops. A broker
+        already known to be away is not waited for."""
         if self._task is None:
             return
-        if self.connected and len(self.outbox):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace)
+        if len(self.outbox) and not self._trouble.is_set():
+            await _first_of(self._idle.wait(), self._trouble.wait(), timeout=grace)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -124,12 +128,14 @@ class EventPublisher:
             try:
                 connection = await aio_pika.connect(self._url, timeout=self._publish_timeout)
             except BROKER_FAILURES as exc:
+                self._trouble.set()
                 _log_failure("amqp broker unreachable", exc, delay)
             else:
                 delay = FIRST_RETRY_SECONDS
                 try:
                     await self._session(connection)
                 except (*BROKER_FAILURES, BrokerLost) as exc:
+                    self._trouble.set()
                     _log_failure("amqp connection lost", exc, delay)
                 finally:
                     self.connected = False
@@ -150,6 +156,7 @@ class EventPublisher:
             for name in EXCHANGES
         }
         self.connected = True
+        self._trouble.clear()
         log.info("amqp broker connected", extra={"node": self.node, "queued": len(self.outbox)})
         while True:
             await self._next_events(closed)
@@ -159,13 +166,7 @@ class EventPublisher:
         """Returns once events wait; raises BrokerLost if the connection closes first."""
         while not len(self.outbox):
             self._idle.set()
-            arrival = asyncio.ensure_future(self.outbox.arrival())
-            close = asyncio.ensure_future(closed.wait())
-            try:
-                await asyncio.wait((arrival, close), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                arrival.cancel()
-                close.cancel()
+            await _first_of(self.outbox.arrival(), closed.wait())
             if closed.is_set():
                 raise BrokerLost("the broker closed the connection")
 
@@ -209,9 +210,47 @@ class EventPublisher:
         )
 
 
+async def _first_of(*waits: Coroutine[Any, Any, Any], timeout: float | None = None) -> None:
+    """Returns when the first of `waits` is done (or after `timeout`); cancels the rest."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 def _log_failure(message: str, exc: BaseException, retry_in: float) -> None:
     # The exception's class and text only: the URL, with its password, is never logged.
     log.warning(
         message,
         extra={"reason": f"{type(exc).__name__}: {exc}", "retry_in_seconds": retry_in},
     )
+
+
+def publisher_for(settings: Settings) -> EventPublisher | None:
+    """The publisher the settings ask for (not yet started); None without an AMQP URL."""
+    if settings.amqp_url is None:
+        return None
+    return EventPublisher(
+        settings.amqp_url,
+        node=settings.amqp_node,
+        capacity=settings.amqp_queue_size,
+        reconnect_max=settings.amqp_reconnect_max_seconds,
+        publish_timeout=settings.amqp_publish_timeout,
+    )
+
+
+@contextlib.asynccontextmanager
+async def publishing(settings: Settings) -> AsyncIterator[DocWritten | None]:
+    """For an operator command: the hook its stores announce writes to (None without
+    an AMQP URL). On the way out the events get `shutdown_grace` seconds to leave."""
+    events = publisher_for(settings)
+    if events is None:
+        yield None
+        return
+    events.start()
+    try:
+        yield events.doc_changed
+    finally:
+        await events.close(settings.shutdown_grace)

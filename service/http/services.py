@@ -15,7 +15,7 @@ from service.cache.reads import ReadCache
 from service.config import Settings
 from service.couchdb.client import CouchClient
 from service.couchdb.feed_hub import FeedHub
-from service.events.publisher import EventPublisher
+from service.events.publisher import EventPublisher, publisher_for
 from service.kazoo.validation import SchemaValidator, schema_path
 from service.numbers.did_guard import DidGuard
 from service.numbers.did_index import DidIndex
@@ -108,19 +108,6 @@ class Services:
             feeds=hub,
             events=events,
         )
-
-
-def publisher_for(settings: Settings) -> EventPublisher | None:
-    """The change-event publisher the settings ask for, not yet started."""
-    if settings.amqp_url is None:
-        return None
-    return EventPublisher(
-        settings.amqp_url,
-        node=settings.amqp_node,
-        capacity=settings.amqp_queue_size,
-        reconnect_max=settings.amqp_reconnect_max_seconds,
-        publish_timeout=settings.amqp_publish_timeout,
-    )
 
 
 SERVICES = web.AppKey("services", Services)
