@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
@@ -36,8 +36,11 @@ from service.kazoo.changes import Action, DocWritten
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 FIRST_RETRY_SECONDS = 0.1
+# How long a cancelled publisher may take to wind down before it is left behind.
+STOP_SECONDS = 2.0
 # Events sent at once, their confirms awaited together.
 BATCH = 200
 
@@ -116,8 +119,11 @@ class EventPublisher:
         if len(self.outbox) and not self._trouble.is_set():
             await _first_of(self._idle.wait(), self._trouble.wait(), timeout=grace)
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        # Not awaited without a limit: a connection attempt cancelled half-way may never
+        # finish closing (aiormq), and shutdown must not hang on the broker.
+        done, _pending = await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+        if not done:
+            log.warning("amqp publisher did not stop in time; left behind")
         self._task = None
         if len(self.outbox):
             log.warning("amqp events not published at shutdown", extra={"lost": len(self.outbox)})
@@ -126,7 +132,10 @@ class EventPublisher:
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
-                connection = await aio_pika.connect(self._url, timeout=self._publish_timeout)
+                connection = await _bounded(
+                    aio_pika.connect(self._url, timeout=self._publish_timeout),
+                    self._publish_timeout,
+                )
             except BROKER_FAILURES as exc:
                 self._trouble.set()
                 _log_failure("amqp broker unreachable", exc, delay)
@@ -137,10 +146,15 @@ class EventPublisher:
                 except (*BROKER_FAILURES, BrokerLost) as exc:
                     self._trouble.set()
                     _log_failure("amqp connection lost", exc, delay)
+                except Exception:
+                    # Anything else is a bug here or in the client library; it must not
+                    # silence the events for the rest of the process's life.
+                    self._trouble.set()
+                    log.exception("amqp publisher failed; reconnecting")
                 finally:
                     self.connected = False
                     with contextlib.suppress(*BROKER_FAILURES):
-                        await asyncio.wait_for(connection.close(), self._publish_timeout)
+                        await _bounded(connection.close(), self._publish_timeout)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max)
 
@@ -208,6 +222,24 @@ class EventPublisher:
         await exchanges[event.exchange].publish(
             message, event.routing_key, mandatory=False, timeout=self._publish_timeout
         )
+
+
+async def _bounded(call: Coroutine[Any, Any, T], timeout: float) -> T:
+    """`call`'s result, or TimeoutError after `timeout` seconds. Unlike `wait_for`, a call
+    still running then is cancelled but not waited for: aiormq's connect and close can
+    take forever to unwind once cancelled."""
+    task = asyncio.ensure_future(call)
+    try:
+        done, _pending = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        # Whatever it ends with is of no interest any more (and not worth a warning).
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise TimeoutError(f"no answer within {timeout} s")
+    return task.result()
 
 
 async def _first_of(*waits: Coroutine[Any, Any, Any], timeout: float | None = None) -> None:
