@@ -8,7 +8,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 AJV_DIR := tests/ajv
 AJV_STAMP := $(AJV_DIR)/node_modules/.installed
 
-.PHONY: install run test lint bench soak clean
+.PHONY: install run test lint bench bench-amqp soak clean
 
 MINUTES ?= 2
 
@@ -41,6 +41,11 @@ test: install lint
 # CONNECTIVITY_COUCH_URL=http://admin:secret@host:5984 measures against Apache CouchDB.
 bench: install
 	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick)
+
+# Not part of `make test`: the added cost of AMQP change events per write (needs a broker:
+# the machine's RabbitMQ, or CONNECTIVITY_BENCH_AMQP_URL); QUICK=1 ~1 min.
+bench-amqp: install
+	$(BIN)/python -m bench.amqp $(if $(filter 1 yes true,$(QUICK)),--quick)
 
 # Not part of `make test`: mixed traffic for MINUTES, the embedded CouchDB killed halfway.
 soak: install

@@ -7,13 +7,15 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from service.config import ConfigError, Settings, load_settings
 from service.couchdb.client import CouchClient, CouchUnreachable
 from service.couchdb.runtime import open_couch
 from service.couchdb.view_maintenance import ensure_all_views
+from service.events.publisher import publishing
+from service.kazoo.changes import DocWritten
 from service.kazoo.users import PRIV_LEVELS
 from service.logs import configure_logging
 from service.numbers.commands import run_ensure_numbers, run_import_numbers
@@ -91,9 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "ensure-views":
         return asyncio.run(_ensure_views(settings))
     if command == "import-numbers":
-        return asyncio.run(run_import_numbers(settings, args.account, args.file))
+        return asyncio.run(
+            _announced(
+                settings,
+                lambda hook: run_import_numbers(settings, args.account, args.file, on_written=hook),
+            )
+        )
     if command == "ensure-numbers":
-        return asyncio.run(run_ensure_numbers(settings, dry_run=args.dry_run))
+        return asyncio.run(
+            _announced(
+                settings,
+                lambda hook: run_ensure_numbers(settings, dry_run=args.dry_run, on_written=hook),
+            )
+        )
     return asyncio.run(_create_account(settings, args.name, args.realm, args.parent))
 
 
@@ -130,13 +142,25 @@ async def _couch_url(settings: Settings) -> int:
         await handle.close()
 
 
+async def _announced(
+    settings: Settings, command: Callable[[DocWritten | None], Awaitable[int]]
+) -> int:
+    """Runs a command whose writes are announced on AMQP when the settings ask for it."""
+    async with publishing(settings) as on_written:
+        return await command(on_written)
+
+
 async def _create_account(
     settings: Settings, name: str, realm: str | None, parent: str | None
 ) -> int:
     handle = await open_couch(settings)
     try:
-        async with CouchClient(handle.url, timeout=settings.couch_timeout) as client:
+        async with (
+            CouchClient(handle.url, timeout=settings.couch_timeout) as client,
+            publishing(settings) as on_written,
+        ):
             store = AccountStore(client)
+            store.on_written = on_written
             await store.ensure_system_databases()
             created = await store.create(name, realm, parent)
     except AccountError as exc:
@@ -154,8 +178,12 @@ async def _create_account(
 async def _rotate_api_key(settings: Settings, account_id: str) -> int:
     handle = await open_couch(settings)
     try:
-        async with CouchClient(handle.url, timeout=settings.couch_timeout) as client:
+        async with (
+            CouchClient(handle.url, timeout=settings.couch_timeout) as client,
+            publishing(settings) as on_written,
+        ):
             store = AccountStore(client)
+            store.on_written = on_written
             account = await store.get(account_id)
             if account is None or account.get("pvt_deleted"):
                 print(f"kazoo-connectivity: no account {account_id}", file=sys.stderr)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +15,10 @@ PREFIX = "CONNECTIVITY_"
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with; the message says which."""
+
+
+def default_amqp_node() -> str:
+    return f"connectivity@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,16 @@ class Settings:
     rate_limit_cost: int = 1
     # Peers whose X-Forwarded-For names the client (KAZOO's crossbar.reverse_proxies).
     reverse_proxies: tuple[str, ...] = ("127.0.0.1",)
+    # KAZOO's RabbitMQ (README, Beside KAZOO). None: no change events are published.
+    amqp_url: str | None = None
+    # Events waiting for the broker; past this many the oldest is dropped (and logged).
+    amqp_queue_size: int = 10_000
+    # The `Node` our events carry: KAZOO's cache listeners ignore events of their own node.
+    amqp_node: str = field(default_factory=default_amqp_node)
+    # Longest wait between two reconnection attempts (the wait doubles from 0.1 s).
+    amqp_reconnect_max_seconds: float = 5.0
+    # A publish the broker has not confirmed by then counts as a lost connection.
+    amqp_publish_timeout: float = 5.0
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -108,6 +123,28 @@ def _couch_url(env: Mapping[str, str]) -> str | None:
             f"{PREFIX}COUCH_URL must be an http(s) URL such as http://admin:secret@127.0.0.1:5984"
         )
     return raw.strip()
+
+
+def _amqp_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get(PREFIX + "AMQP_URL")
+    if raw is None or raw.strip() == "":
+        return None
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        # Not echoed: the URL carries the broker's password.
+        raise ConfigError(
+            f"{PREFIX}AMQP_URL must be an amqp(s) URL such as amqp://guest:guest@127.0.0.1:5672/"
+        )
+    return raw.strip()
+
+
+def _amqp_node(env: Mapping[str, str]) -> str:
+    raw = env.get(PREFIX + "AMQP_NODE", "").strip()
+    if not raw:
+        return default_amqp_node()
+    if any(ch.isspace() for ch in raw):
+        raise ConfigError(f"{PREFIX}AMQP_NODE must be a node name such as name@host, got {raw!r}")
+    return raw
 
 
 def _host(env: Mapping[str, str]) -> str:
@@ -167,4 +204,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_fill_rate=_int(env, "RATE_LIMIT_FILL_RATE", 10, low=0, high=1 << 31),
         rate_limit_cost=_int(env, "RATE_LIMIT_COST", 1, low=0, high=1 << 31),
         reverse_proxies=_reverse_proxies(env),
+        amqp_url=_amqp_url(env),
+        amqp_queue_size=_int(env, "AMQP_QUEUE_SIZE", 10_000, low=1, high=10_000_000),
+        amqp_node=_amqp_node(env),
+        amqp_reconnect_max_seconds=_float(env, "AMQP_RECONNECT_MAX_SECONDS", 5.0, low=0.1),
+        amqp_publish_timeout=_float(env, "AMQP_PUBLISH_TIMEOUT", 5.0, low=0.1),
     )

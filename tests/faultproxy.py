@@ -15,6 +15,10 @@ It understands just enough HTTP/1.1 to tell requests apart on a keep-alive conne
 
 `go_down()` stops listening and aborts every open connection (CouchDB is gone);
 `come_up()` listens again on the same port.
+
+`TcpProxy`, its base, relays bytes without reading them: for a broker (AMQP) or any
+other TCP service, with the same `go_down()` / `come_up()`, and `hold()` / `release()`
+to stop and resume forwarding while the connections stay open (a stalled server).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 ACTIONS = frozenset(
@@ -66,20 +72,22 @@ class _Connection:
             writer.transport.abort()
 
 
-class FaultProxy:
+_DEFAULT_PORTS = {"http": 80, "https": 443, "amqp": 5672, "amqps": 5671}
+
+
+class TcpProxy:
     def __init__(self, upstream_url: str) -> None:
         parts = urlsplit(upstream_url)
         self.upstream_host = parts.hostname or "127.0.0.1"
-        self.upstream_port = parts.port or 80
+        self.upstream_port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
         self._upstream_url = upstream_url
         self.port = 0
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
-        self.faults: list[Fault] = []
-        # Every fault that fired, in order: (action, method, path).
-        self.injected: list[tuple[str, str, str]] = []
-        # Every request that reached the proxy, in order: (method, path).
-        self.seen: list[tuple[str, str]] = []
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        # Connections accepted so far (each a new connection of the client).
+        self.accepted = 0
 
     @property
     def url(self) -> str:
@@ -90,7 +98,7 @@ class FaultProxy:
             netloc = f"{parts.username}:{parts.password}@{netloc}"
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
-    async def start(self) -> FaultProxy:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -109,6 +117,58 @@ class FaultProxy:
         if self._server is None:
             await self.start()
 
+    def hold(self) -> None:
+        """Stop forwarding in both directions; connections stay open, bytes wait."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                self.upstream_host, self.upstream_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        connection = _Connection(reader, writer, up_reader, up_writer)
+        self._connections.add(connection)
+        connection.tasks = [asyncio.create_task(relay) for relay in self._relays(connection)]
+        try:
+            await asyncio.wait(connection.tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in connection.tasks:
+                task.cancel()
+            connection.abort()
+            self._connections.discard(connection)
+
+    def _relays(self, connection: _Connection) -> list[Coroutine[Any, Any, None]]:
+        return [
+            self._copy(connection.client_reader, connection.upstream_writer),
+            self._copy(connection.upstream_reader, connection.client_writer),
+        ]
+
+    async def _copy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                await self._flowing.wait()
+                writer.write(chunk)
+                await writer.drain()
+
+
+class FaultProxy(TcpProxy):
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__(upstream_url)
+        self.faults: list[Fault] = []
+        # Every fault that fired, in order: (action, method, path).
+        self.injected: list[tuple[str, str, str]] = []
+        # Every request that reached the proxy, in order: (method, path).
+        self.seen: list[tuple[str, str]] = []
+
     def inject(self, action: str, **options: object) -> Fault:
         assert action in ACTIONS, action
         fault = Fault(action=action, **options)  # type: ignore[arg-type]
@@ -126,29 +186,8 @@ class FaultProxy:
                 return fault
         return None
 
-    # -- plumbing --------------------------------------------------------------------
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.upstream_host, self.upstream_port
-            )
-        except OSError:
-            writer.transport.abort()
-            return
-        connection = _Connection(reader, writer, up_reader, up_writer)
-        self._connections.add(connection)
-        connection.tasks = [
-            asyncio.create_task(self._requests(connection)),
-            asyncio.create_task(self._responses(connection)),
-        ]
-        try:
-            await asyncio.wait(connection.tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in connection.tasks:
-                task.cancel()
-            connection.abort()
-            self._connections.discard(connection)
+    def _relays(self, connection: _Connection) -> list[Coroutine[Any, Any, None]]:
+        return [self._requests(connection), self._responses(connection)]
 
     async def _requests(self, connection: _Connection) -> None:
         reader = connection.client_reader

@@ -120,15 +120,18 @@ def numbers_url(account_id: str, number: str | None = None) -> str:
     return base if number is None else f"{base}/{number.replace('+', '%2B')}"
 
 
-async def kazoo_connectivity(*args: str, couch_url: str) -> tuple[int, str, str]:
-    """Runs the operator command as an operator would, against this CouchDB."""
+async def kazoo_connectivity(
+    *args: str, couch_url: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Runs the operator command as an operator would, against this CouchDB (and with
+    these other settings)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service",
         *args,
         cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "CONNECTIVITY_COUCH_URL": couch_url},
+        env={**os.environ, "CONNECTIVITY_COUCH_URL": couch_url, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

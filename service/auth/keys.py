@@ -38,6 +38,7 @@ from service.couchdb.client import (
     DocumentNotFound,
 )
 from service.kazoo import auth_docs
+from service.kazoo.changes import DocWritten, saved_action
 from service.kazoo.ids import now_gregorian
 
 KEY_CACHE_SECONDS = 60.0
@@ -91,6 +92,8 @@ class AuthKeys:
         token_ttl: int,
     ) -> None:
         self._client = client
+        # Told of every key or config doc this instance writes (service/kazoo/changes.py).
+        self.on_written: DocWritten | None = None
         self._ensure_databases = ensure_databases
         self.ensure_identity_secret = ensure_identity_secret
         self.token_ttl = token_ttl
@@ -220,10 +223,13 @@ class AuthKeys:
 
     async def _put(self, db: str, doc: Json) -> None:
         try:
-            await self._client.put_doc(db, doc)
+            saved = await self._client.put_doc(db, doc)
         except DatabaseNotFound:
             await self._ensure_databases()
-            await self._client.put_doc(db, doc)
+            saved = await self._client.put_doc(db, doc)
+        if self.on_written is not None:
+            # The event names the doc; its body (the key) never goes on the wire.
+            self.on_written(db, {**doc, "_rev": saved.rev}, saved_action(doc))
 
 
 def _same_key(a: rsa.RSAPublicKey | None, b: rsa.RSAPublicKey | None) -> bool:

@@ -28,9 +28,14 @@ COUCH_HANDLE = web.AppKey("couch_handle", CouchHandle)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    """Kinto-style health check: 503 while CouchDB does not answer."""
-    up = await request.app[SERVICES].client.is_up()
-    return _json({"couchdb": up}, 200 if up else 503)
+    """Kinto-style health check: 503 while CouchDB does not answer. The broker's state is
+    reported, but never fails it: writes do not depend on the broker."""
+    services = request.app[SERVICES]
+    up = await services.client.is_up()
+    body: dict[str, object] = {"couchdb": up}
+    if services.events is not None:
+        body["amqp"] = services.events.state()
+    return _json(body, 200 if up else 503)
 
 
 async def lb_heartbeat(_request: web.Request) -> web.Response:
@@ -72,11 +77,16 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
         services = Services.build(settings, client, validator, feeds)
         app[SERVICES] = services
+        if services.events is not None:
+            services.events.start()
         await _bootstrap(services)
         services.account_cache.start()
         # Design docs of every account db, checked without delaying start-up.
         app[VIEW_CHECK] = start_view_check(client)
         yield
+        if services.events is not None:
+            # The requests have finished: what they wrote gets a chance to go out.
+            await services.events.close(settings.shutdown_grace)
         await stop_view_check(app[VIEW_CHECK])
         await services.account_cache.stop()
         services.reads.stop()

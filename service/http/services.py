@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from service.cache.reads import ReadCache
 from service.config import Settings
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentNotFound
 from service.couchdb.feed_hub import FeedHub
+from service.events.publisher import EventPublisher, publisher_for
 from service.http.client_address import Network, parse_networks
 from service.kazoo.ids import account_db
 from service.kazoo.validation import SchemaValidator, schema_path
@@ -68,6 +70,8 @@ class Services:
     users: UserStore
     logins: Logins
     user_auth_validator: SchemaValidator
+    # KAZOO's change events on AMQP; None without CONNECTIVITY_AMQP_URL.
+    events: EventPublisher | None
 
     @classmethod
     def build(
@@ -108,17 +112,25 @@ class Services:
         )
         strict = settings.strict_validation
         users = UserStore(client, SchemaValidator.from_file(schema_path("users"), strict=strict))
+        connectivity = ConnectivityStore(
+            client,
+            validator,
+            dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
+            reads=reads,
+        )
+        events = publisher_for(settings)
+        if events is not None:
+            # Every store writing documents KAZOO caches announces them, as kz_datamgr
+            # does for KAZOO's own writes (README, Beside KAZOO).
+            for store in (connectivity, accounts, numbers, keys, identity_secrets):
+                store.on_written = events.doc_changed
+            users.on_change = _user_events(events)
         return cls(
             settings=settings,
             client=client,
             validator=validator,
             accounts=accounts,
-            connectivity=ConnectivityStore(
-                client,
-                validator,
-                dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
-                reads=reads,
-            ),
+            connectivity=connectivity,
             keys=keys,
             authenticator=authenticator,
             identity_secrets=identity_secrets,
@@ -143,6 +155,7 @@ class Services:
             user_auth_validator=SchemaValidator.from_file(
                 schema_path("user_auth"), strict=settings.strict_validation
             ),
+            events=events,
         )
 
 
@@ -163,3 +176,12 @@ def _doc_reader(client: CouchClient, reads: ReadCache):  # type: ignore[no-untyp
 
 
 SERVICES = web.AppKey("services", Services)
+
+
+def _user_events(events: EventPublisher) -> Callable[[str, Json, bool], None]:
+    """The user store's change hook, as a change event of the user's account database."""
+
+    def announce(account_id: str, doc: Json, created: bool) -> None:
+        events.doc_changed(account_db(account_id), doc, "created" if created else "edited")
+
+    return announce

@@ -13,6 +13,7 @@ from pathlib import Path
 from service.config import Settings
 from service.couchdb.client import CouchClient, CouchUnreachable
 from service.couchdb.runtime import open_couch
+from service.kazoo.changes import DocWritten
 from service.numbers.csv_import import import_row, read_rows
 from service.numbers.phone_numbers import PhoneNumbers
 from service.numbers.reconcile import NumberReconciler
@@ -29,7 +30,10 @@ def _error(message: str) -> int:
     return 1
 
 
-async def run_import_numbers(settings: Settings, account_id: str, path: Path) -> int:
+async def run_import_numbers(
+    settings: Settings, account_id: str, path: Path, *, on_written: DocWritten | None = None
+) -> int:
+    """`on_written`: told of every number doc written (the change events)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -42,7 +46,9 @@ async def run_import_numbers(settings: Settings, account_id: str, path: Path) ->
             account = await accounts.get(account_id)
             if account is None or account.get("pvt_deleted"):
                 return _error(f"account {account_id} does not exist")
-            numbers = PhoneNumbers(NumberStore(client), accounts)
+            store = NumberStore(client)
+            store.on_written = on_written
+            numbers = PhoneNumbers(store, accounts)
             for row in read_rows(text):
                 result = await import_row(numbers, account_id, row)
                 counts[result["result"]] += 1
@@ -56,11 +62,15 @@ async def run_import_numbers(settings: Settings, account_id: str, path: Path) ->
     return 1 if counts["error"] else 0
 
 
-async def run_ensure_numbers(settings: Settings, *, dry_run: bool) -> int:
+async def run_ensure_numbers(
+    settings: Settings, *, dry_run: bool, on_written: DocWritten | None = None
+) -> int:
+    """`on_written`: told of every number doc written (the change events)."""
     handle = await open_couch(settings)
     try:
         async with CouchClient(handle.url, timeout=settings.couch_timeout) as client:
             reconciler = NumberReconciler(client, dry_run=dry_run)
+            reconciler.store.on_written = on_written
             summary = await reconciler.run(lambda finding: _line(finding.to_json()))
     except CouchUnreachable:
         return _error("CouchDB is unreachable")

@@ -8,7 +8,6 @@ here goes to the number database first, then to the copy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from typing import Any
 
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
 from service.couchdb.design_docs import ensure_design_docs
+from service.kazoo.changes import Action, DocWritten, hard_deleted, saved_action
 from service.kazoo.ids import account_db
 from service.numbers.docs import account_copy, assigned_to, is_live
 from service.numbers.rules import is_reconcilable, normalize, number_db
@@ -36,6 +36,8 @@ _PARALLEL_READS = 8
 class NumberStore:
     def __init__(self, client: CouchClient) -> None:
         self.client = client
+        # Told of every number doc and copy written (service/kazoo/changes.py).
+        self.on_written: DocWritten | None = None
 
     async def account_page(self, db: str, request: listing.PageRequest) -> listing.Page:
         """One page of the account's number copies (cb_phone_numbers' summary, §11)."""
@@ -132,6 +134,7 @@ class NumberStore:
             saved = await self.client.put_doc(db, doc)
         stored = dict(doc)
         stored["_rev"] = saved.rev
+        self._written(db, stored, saved_action(doc))
         return stored
 
     async def ensure_db(self, db: str) -> None:
@@ -144,8 +147,11 @@ class NumberStore:
         """Removes the number from its number database for good (knm_phone_number:delete/1)."""
         db = number_db(doc["_id"])
         assert db is not None
-        with contextlib.suppress(DocumentNotFound, DatabaseNotFound):
-            await self.client.delete_doc(db, doc["_id"], doc["_rev"])
+        try:
+            tombstone = await self.client.delete_doc(db, doc["_id"], doc["_rev"])
+        except (DocumentNotFound, DatabaseNotFound):
+            return
+        self._written(db, hard_deleted(doc, tombstone.rev), "deleted")
 
     async def save_copy(self, doc: Json) -> bool:
         """Writes the copy into the owner's account db; False when there is no owner or db.
@@ -160,11 +166,12 @@ class NumberStore:
         if existing is not None:
             copy["_rev"] = existing["_rev"]
         try:
-            await self.client.put_doc(account_db(owner), copy)
+            saved = await self.client.put_doc(account_db(owner), copy)
         except DatabaseNotFound:
             # KAZOO skips owners without a database ("no db for ~p").
             log.warning("number owner has no account database", extra={"number": doc["_id"]})
             return False
+        self._written(account_db(owner), {**copy, "_rev": saved.rev}, saved_action(copy))
         return True
 
     async def delete_copy(self, account_id: str, e164: str) -> None:
@@ -172,15 +179,22 @@ class NumberStore:
         existing = await self.get_copy(account_id, e164)
         if existing is None:
             return
+        db = account_db(account_id)
         try:
-            await self.client.delete_doc(account_db(account_id), e164, existing["_rev"])
+            tombstone = await self.client.delete_doc(db, e164, existing["_rev"])
         except (DocumentNotFound, DatabaseNotFound):
             return
         except DocumentConflict:
             # Someone rewrote it meanwhile; one more try with the new revision.
             existing = await self.get_copy(account_id, e164)
-            if existing is not None:
-                await self.client.delete_doc(account_db(account_id), e164, existing["_rev"])
+            if existing is None:
+                return
+            tombstone = await self.client.delete_doc(db, e164, existing["_rev"])
+        self._written(db, hard_deleted(existing, tombstone.rev), "deleted")
+
+    def _written(self, db: str, doc: Json, action: Action) -> None:
+        if self.on_written is not None:
+            self.on_written(db, doc, action)
 
     async def write_through(self, doc: Json, previous_owner: str | None) -> Json:
         """Number db, then the owner's copy, then the old owner's copy removed."""

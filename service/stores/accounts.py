@@ -17,6 +17,7 @@ from typing import Any
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
 from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo.auth_docs import SYSTEM_AUTH_DB, SYSTEM_CONFIG_DB, random_hex
+from service.kazoo.changes import Action, DocWritten, saved_action
 from service.kazoo.ids import ACCOUNTS_DB, account_db, encoded_account_db, new_id, now_gregorian
 from service.stores import listing
 
@@ -92,6 +93,9 @@ class AccountStore:
         # Told the id of every account doc this store writes: the account cache
         # (cache/accounts.py) drops it at once, before the changes feed reports it.
         self.on_change: Callable[[str], None] | None = None
+        # Told of every account doc written, in both databases (service/kazoo/changes.py).
+        # Realm claims are not announced: KAZOO has no such database.
+        self.on_written: DocWritten | None = None
 
     async def ensure_system_databases(self) -> None:
         """The databases every installation has, with admin-only security."""
@@ -151,6 +155,7 @@ class AccountStore:
         await ensure_design_docs(self.client, db, "account")
         saved = await self.client.put_doc(db, doc)
         doc["_rev"] = saved.rev
+        self._written(db, doc, "created")
         await self._save_accounts_copy(doc)
         return NewAccount(doc=doc)
 
@@ -219,6 +224,7 @@ class AccountStore:
                 await self._release_realm(realm, doc["_id"])
             raise AccountConflict(doc["_id"]) from None
         doc["_rev"] = saved.rev
+        self._written(account_db(doc["_id"]), doc, "edited")
         await self._save_accounts_copy(doc)
         if realm_changed and previous_realm:
             await self._release_realm(previous_realm, doc["_id"])
@@ -281,6 +287,10 @@ class AccountStore:
             # Someone else changed the claim meanwhile; it is theirs now.
             return
 
+    def _written(self, db: str, doc: Json, action: Action) -> None:
+        if self.on_written is not None:
+            self.on_written(db, doc, action)
+
     async def _save_accounts_copy(self, doc: Json) -> None:
         copy_doc = copy.deepcopy(doc)
         copy_doc.pop("_rev", None)
@@ -290,7 +300,10 @@ class AccountStore:
                 copy_doc["_rev"] = existing["_rev"]
             except DocumentNotFound:
                 pass
-            await self.client.put_doc(ACCOUNTS_DB, copy_doc)
+            saved = await self.client.put_doc(ACCOUNTS_DB, copy_doc)
+            action = saved_action(copy_doc)
+            copy_doc["_rev"] = saved.rev
+            self._written(ACCOUNTS_DB, copy_doc, action)
         finally:
             # Every account write ends here; the authoritative doc has changed by now,
             # whether or not the copy could be saved.

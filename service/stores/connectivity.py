@@ -21,6 +21,7 @@ from service.couchdb.client import (
 )
 from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo import errors
+from service.kazoo.changes import Action, DocWritten, hard_deleted
 from service.kazoo.documents import (
     WriteContext,
     is_live_of_type,
@@ -149,6 +150,8 @@ class ConnectivityStore:
         self.dids = dids
         # Loads go through it; every write here drops what it changes (read-your-writes).
         self.reads = reads
+        # Told of every document written (service/kazoo/changes.py): the change events.
+        self.on_written: DocWritten | None = None
 
     # -- reading -----------------------------------------------------------------------
 
@@ -257,25 +260,25 @@ class ConnectivityStore:
         doc["_id"] = doc_id or new_id()
         doc["pvt_type"] = PVT_TYPE
         stamp_private_fields(doc, ctx)
-        return await self._save_tracked(db, doc, ctx, before=None)
+        return await self._save_tracked(db, doc, ctx, before=None, action="created")
 
     async def replace(self, db: str, stored: Json, validated: Json, ctx: WriteContext) -> Saved:
         """POST: every public field replaced by the validated body."""
         doc = replace_public_fields(stored, validated)
         stamp_private_fields(doc, ctx)
-        return await self._save_tracked(db, doc, ctx, before=stored)
+        return await self._save_tracked(db, doc, ctx, before=stored, action="edited")
 
     async def patch(self, db: str, stored: Json, patched: Json, ctx: WriteContext) -> Saved:
         """PATCH: `patched` is the body merged onto `stored` and validated (`patched()`)."""
         doc = patched
         stamp_private_fields(doc, ctx)
-        return await self._save_tracked(db, doc, ctx, before=stored)
+        return await self._save_tracked(db, doc, ctx, before=stored, action="edited")
 
     async def soft_delete(self, db: str, stored: Json, ctx: WriteContext) -> Saved:
         doc = dict(stored)
         stamp_private_fields(doc, ctx)
         doc["pvt_deleted"] = True
-        saved = await self._save(db, doc)
+        saved = await self._save(db, doc, "deleted")
         if self.dids is not None:
             self.dids.stored(db, doc["_id"], saved.doc)
             await self.dids.track(db, stored, None)
@@ -283,27 +286,28 @@ class ConnectivityStore:
 
     async def hard_delete(self, db: str, stored: Json) -> Saved:
         try:
-            await self.client.delete_doc(db, stored["_id"], stored["_rev"])
+            tombstone = await self.client.delete_doc(db, stored["_id"], stored["_rev"])
         except DocumentConflict:
             raise errors.conflict() from None
         except (DocumentNotFound, DatabaseNotFound):
             raise errors.bad_document_id(stored["_id"]) from None
         finally:
             self._forget(db, stored["_id"])
+        self._written(db, hard_deleted(stored, tombstone.rev), "deleted")
         if self.dids is not None:
             self.dids.stored(db, stored["_id"], None)
             await self.dids.track(db, stored, None)
         return _deleted(stored, stored["_rev"])
 
     async def _save_tracked(
-        self, db: str, doc: Json, ctx: WriteContext, before: Json | None
+        self, db: str, doc: Json, ctx: WriteContext, before: Json | None, action: Action
     ) -> Saved:
         """A validated PUT/POST/PATCH: DIDs checked (400/403), saved, then DIDs assigned."""
         if self.dids is None:
-            return await self._save(db, doc)
+            return await self._save(db, doc, action)
         number_docs = await self.dids.check(db, doc, ctx, before)
         try:
-            saved = await self._save(db, doc)
+            saved = await self._save(db, doc, action)
         except BaseException:
             self.dids.abandoned(db, doc["_id"])
             raise
@@ -311,7 +315,7 @@ class ConnectivityStore:
         await self.dids.track(db, before, saved.doc, known=number_docs)
         return saved
 
-    async def _save(self, db: str, doc: Json) -> Saved:
+    async def _save(self, db: str, doc: Json, action: Action) -> Saved:
         try:
             saved = await self.client.put_doc(db, doc)
         except DocumentConflict:
@@ -326,7 +330,13 @@ class ConnectivityStore:
             self._forget(db, doc["_id"])
         stored = dict(doc)
         stored["_rev"] = saved.rev
+        # Before the DIDs' number docs are assigned: events follow the order of the writes.
+        self._written(db, stored, action)
         return Saved(view=public_view(stored), revision=saved.rev, doc=stored)
+
+    def _written(self, db: str, doc: Json, action: Action) -> None:
+        if self.on_written is not None:
+            self.on_written(db, doc, action)
 
     def _forget(self, db: str, doc_id: str) -> None:
         if self.reads is not None:

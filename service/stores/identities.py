@@ -15,6 +15,7 @@ from typing import Any
 
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentConflict, DocumentNotFound
 from service.kazoo.auth_docs import random_hex, signature_secret
+from service.kazoo.changes import DocWritten
 from service.kazoo.documents import is_live_of_type
 from service.kazoo.ids import account_db
 from service.stores.accounts import AccountConflict, AccountStore
@@ -35,6 +36,9 @@ class IdentitySecrets:
         self._accounts = accounts
         # Told (db, doc id) of every user or device doc saved here: the read cache drops
         # it at once, so a reset revokes on the very next request (read-your-writes).
+        # Told of every user doc saved here (service/kazoo/changes.py); account docs are
+        # announced by the account store.
+        self.on_written: DocWritten | None = None
         self.on_change: Callable[[str, str], None] | None = None
 
     async def ensure(self, account_id: str, doc: Json) -> Json:
@@ -84,7 +88,10 @@ class IdentitySecrets:
         finally:
             if self.on_change is not None:
                 self.on_change(db, doc["_id"])
-        return {**doc, "_rev": saved.rev}
+        stored = {**doc, "_rev": saved.rev}
+        if self.on_written is not None:
+            self.on_written(db, stored, "edited")
+        return stored
 
     async def _read(self, account_id: str, doc_id: str) -> Json | None:
         if doc_id == account_id:

@@ -82,6 +82,7 @@ async def _create(ctx: RequestContext, services: Services) -> web.StreamResponse
     # No document exists yet, so any If-Match fails (§13).
     conditional.check_write(ctx, None)
     saved = await services.connectivity.create(_db(ctx), doc, doc_id, _write_context(ctx))
+    _flush_registrations(ctx, services)
     response = render(ctx, success_body(ctx, saved.view, revision=saved.revision), 201)
     # A client-chosen id may hold any character (NUL, spaces, emoji): percent-encoded,
     # the header stays valid and the path leads back to the document.
@@ -128,4 +129,12 @@ async def _delete(ctx: RequestContext, services: Services, doc_id: str) -> web.S
         saved = await store.hard_delete(db, stored)
     else:
         saved = await store.soft_delete(db, stored, _write_context(ctx))
+    _flush_registrations(ctx, services)
     return render(ctx, success_body(ctx, saved.view, revision=saved.revision), 200)
+
+
+def _flush_registrations(ctx: RequestContext, services: Services) -> None:
+    """cb_connectivity: a trunk created or deleted flushes its realm's SIP registrations."""
+    realm = _realm(ctx)
+    if services.events is not None and realm is not None:
+        services.events.registrations_flushed(realm)
