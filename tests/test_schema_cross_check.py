@@ -13,7 +13,7 @@ They read two things differently, both decided and tested below:
   integer; for Draft4Validator (and for KAZOO, where it is an Erlang float) it is not.
   The service keeps KAZOO's reading (strict mode rejects it; lenient mode rounds it).
 * The DID key pattern
-`^\\+?\\d*$` (docs/kazoo-compatibility.md §5.2). Python reads `\\d` as any Unicode digit and lets `$`
+`^\\+?\\d*$` (§5.2). Python reads `\\d` as any Unicode digit and lets `$`
 match before a trailing newline; JavaScript (ajv compiles patterns with the `u` flag)
 reads `\\d` as [0-9] and `$` as the very end. KAZOO's PCRE is in between: ASCII `\\d`
 (no UCP) but Python's `$`. Keys that fall in that gap only decide *whether* a DID's
@@ -191,7 +191,7 @@ def mutated_documents(valid: list[Json], count: int) -> list[tuple[str, Json]]:
 
 
 def kazoo_shaped_documents() -> list[Json]:
-    """Shapes KAZOO stores and clients send (docs/kazoo-compatibility.md §4, §5.2, §6.4, appendix B)."""
+    """Shapes KAZOO stores and clients send (§4, §5.2, §6.4, appendix B)."""
     account_id = "5ab1e4c0" * 4
     stored = kazoo_trunks(account_id, "5ab1e4.sip.example.com", "account%2Fac%2Fco%2Funt1")
     views = [kazoo_public_view(doc) for doc in stored]
@@ -398,7 +398,7 @@ def test_a_float_with_no_fraction_is_an_integer_only_for_ajv(schema: Json) -> No
     [verdict] = ajv_verdicts(schema, [document])
     assert verdict["valid"]
     assert not Draft4Validator(schema).is_valid(document)
-    # KAZOO's reading: not an integer when strict, rounded when lenient (docs/kazoo-compatibility.md §6.3).
+    # KAZOO's reading: not an integer when strict, rounded when lenient (§6.3).
     assert not SchemaValidator(schema, strict=True).validate(document).ok
     lenient = SchemaValidator(schema).validate(document)
     assert lenient.value is not None

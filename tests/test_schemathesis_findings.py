@@ -18,7 +18,7 @@ async def test_start_key_past_end_key_is_an_empty_page_not_a_503(api, master):
 
 
 async def test_invalid_put_is_400_even_with_an_if_match(api, master):
-    # Crossbar validates before it evaluates preconditions (docs/kazoo-compatibility.md §1 steps 8-9).
+    # Crossbar validates before it evaluates preconditions (§1 steps 8-9).
     reply = await call(
         api,
         "PUT",

@@ -138,7 +138,8 @@ class CouchClient:
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 # CouchDB errors are answered by status, never by exception.
                 raise_for_status=False,
-                # Compressed continuous feeds stall on the embedded server (docs/embedded-couchdb.md).
+                # Compressed continuous feeds stall on the embedded server
+                # (docs/embedded-couchdb.md).
                 auto_decompress=True,
             )
 

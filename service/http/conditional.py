@@ -1,4 +1,4 @@
-"""ETag preconditions (docs/kazoo-compatibility.md §13): the entity tag is the quoted CouchDB `_rev`."""
+"""ETag preconditions (§13): the entity tag is the quoted CouchDB `_rev`."""
 
 from __future__ import annotations
 

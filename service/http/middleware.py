@@ -1,4 +1,4 @@
-"""The one place where every outcome becomes a KAZOO response (docs/kazoo-compatibility.md §3, §5)."""
+"""The one place where every outcome becomes a KAZOO response (§3, §5)."""
 
 from __future__ import annotations
 

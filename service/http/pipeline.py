@@ -1,4 +1,4 @@
-"""The request pipeline in Crossbar's order, so the same error wins (docs/kazoo-compatibility.md §1).
+"""The request pipeline in Crossbar's order, so the same error wins (§1).
 
 body/envelope (400/413) → expired token (401) → path (404) → verb (405/501) →
 account (404) → authentication (401) → authorization (403) → Accept (406) →

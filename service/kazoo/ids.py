@@ -1,4 +1,4 @@
-"""KAZOO's naming of ids, databases and times (docs/kazoo-compatibility.md §7.1, §7.2, conventions)."""
+"""KAZOO's naming of ids, databases and times (§7.1, §7.2, conventions)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a connectivity write does with its DIDs: checked before saving, assigned after.
 
-Before the save (after schema validation, docs/kazoo-compatibility.md §1 step 8): no DID twice in the
+Before the save (after schema validation, §1 step 8): no DID twice in the
 account (ours, see `dids`), then KAZOO's ownership check (§11.1) with the
 *authenticated* account. After a successful save: numbers that appeared get
 `pvt_used_by: "trunkstore"`, numbers that disappeared lose it (§11.2). Unlike KAZOO
