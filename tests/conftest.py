@@ -14,15 +14,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
-from instances import proxied_instance
+from instances import instance_for, proxied_instance
 
-from service.config import Settings
 from service.couchdb.client import CouchClient
 from service.couchdb.embedded import EmbeddedCouch, EmbeddedOptions
 from service.couchdb.runtime import with_credentials
-from service.http.app import create_app
 from service.stores.accounts import AccountStore
 
 Json = dict[str, Any]
@@ -65,15 +63,24 @@ async def log_audit(couch_url: str) -> AsyncIterator[None]:
     assert not leaks, f"{len(leaks)} log lines with secrets:\n" + "\n".join(leaks[:20])
 
 
-def settings_for(couch_url: str, **overrides: Any) -> Settings:
-    return Settings(couch_url=couch_url, **overrides)
-
-
 @pytest_asyncio.fixture(scope="session")
 async def api(couch_url: str) -> AsyncIterator[TestClient]:
-    """The service under test, over HTTP."""
-    client = TestClient(TestServer(create_app(settings_for(couch_url))))
-    await client.start_server()
+    """The service under test, over HTTP, shared by the whole session.
+
+    Its read cache is off: it follows at most CONNECTIVITY_READ_CACHE_DATABASES
+    databases, so a shared cached instance would serve early tests from memory and late
+    ones from CouchDB. Every read of `api` reaches CouchDB; tests of the cache use an
+    instance of their own (`cached_api`, `proxied_api`).
+    """
+    client = await instance_for(couch_url, read_cache_mb=0)
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def cached_api(couch_url: str) -> AsyncIterator[TestClient]:
+    """An instance whose read cache follows every database a module's tests touch."""
+    client = await instance_for(couch_url, read_cache_databases=10_000)
     yield client
     await client.close()
 

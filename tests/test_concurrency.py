@@ -12,13 +12,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
-from conftest import settings_for
-from helpers import Reply, assert_kazoo_error, call
+from aiohttp.test_utils import TestClient
+from helpers import Reply, assert_kazoo_error, call, create_trunk
+from instances import instance
 from reliability import FIGURES, unique_trunk
 
 from service.couchdb.client import CouchClient
-from service.http.app import create_app
 from service.kazoo.ids import new_id
 from service.stores.accounts import NewAccount, RealmTaken
 
@@ -30,9 +29,7 @@ def rev_number(rev: str) -> int:
 
 
 async def _create(api: TestClient, owner, **fields) -> Reply:
-    reply = await call(api, "PUT", owner.url(), data=unique_trunk(**fields), token=owner.token)
-    assert reply.status == 201, reply.text
-    return reply
+    return await create_trunk(api, owner, unique_trunk(**fields))
 
 
 def _check_race(replies: list[Reply], allowed: tuple[int, ...] = (200, 409)) -> list[Reply]:
@@ -205,10 +202,8 @@ async def test_concurrent_account_creation_with_one_realm(couch_url):
 @pytest_asyncio.fixture(scope="module")
 async def second_instance(couch_url: str) -> AsyncIterator[TestClient]:
     """Another service instance (as another process would be) on the same CouchDB."""
-    client = TestClient(TestServer(create_app(settings_for(couch_url))))
-    await client.start_server()
-    yield client
-    await client.close()
+    async with instance(couch_url) as client:
+        yield client
 
 
 async def test_two_service_instances_behave_as_one(api, second_instance, couch, master):

@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
-from helpers import assert_kazoo_error, call
+from helpers import assert_kazoo_error, call, create_trunk
 from instances import instance_for
 from reliability import FIGURES, unique_trunk
 
@@ -70,9 +70,7 @@ async def _create(api: TestClient, owner, doc_id: str | None = None, **fields) -
     body = unique_trunk(**fields)
     if doc_id is not None:
         body["id"] = doc_id
-    reply = await call(api, "PUT", owner.url(), data=body, token=owner.token)
-    assert reply.status == 201, reply.text
-    return reply.body
+    return (await create_trunk(api, owner, body)).body
 
 
 async def _assert_absent(api: TestClient, couch: CouchClient, account, doc_id: str) -> None:

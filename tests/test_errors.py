@@ -339,3 +339,41 @@ async def test_pretty_print_and_jsonp(api, master):
     wrapped = await call(api, "GET", master.url(), token=master.token, params={"jsonp": "cb"})
     assert wrapped.text.startswith("cb({") and wrapped.text.endswith("});")
     assert wrapped.headers["Content-Type"].startswith("application/json")
+
+
+async def test_invalid_put_is_400_even_with_an_if_match(api, master):
+    # Crossbar validates before it evaluates preconditions (§1 steps 8-9).
+    reply = await call(
+        api,
+        "PUT",
+        master.url(),
+        data={"servers": {}},
+        token=master.token,
+        headers={"If-Match": '"1-abc"'},
+    )
+    assert_kazoo_error(reply, 400, "validation error")
+
+
+async def test_invalid_patch_is_400_even_with_a_stale_if_match(api, master):
+    created = await call(api, "PUT", master.url(), data=PBX_TRUNK, token=master.token)
+    doc_id = created.data["id"]
+    reply = await call(
+        api,
+        "PATCH",
+        master.url(f"/{doc_id}"),
+        data={"account": {"trunks": -1}},
+        token=master.token,
+        headers={"If-Match": '"1-stale"'},
+    )
+    data = assert_kazoo_error(reply, 400, "validation error")
+    assert "account.trunks" in data
+    # A valid patch with the stale tag is still refused by the precondition.
+    reply = await call(
+        api,
+        "PATCH",
+        master.url(f"/{doc_id}"),
+        data={"name": "x"},
+        token=master.token,
+        headers={"If-Match": '"1-stale"'},
+    )
+    assert_kazoo_error(reply, 412, "precondition_failed")

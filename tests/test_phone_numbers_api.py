@@ -10,8 +10,8 @@ from number_helpers import (
     npan,
     number_doc,
     numbers_url,
+    routing_trunk,
     store_number,
-    trunk,
 )
 
 from service.couchdb.client import DocumentNotFound
@@ -131,7 +131,7 @@ async def test_listing_shows_the_accounts_numbers_with_used_by(api, couch, maste
     for number in (first, second):
         created = await call(api, "PUT", numbers_url(customer.id, number), token=master.token)
         assert created.status == 201
-    await call(api, "PUT", customer.url(), data=trunk([first]), token=customer.token)
+    await call(api, "PUT", customer.url(), data=routing_trunk([first]), token=customer.token)
     reply = await call(api, "GET", numbers_url(customer.id), token=customer.token)
     assert reply.status == 200
     numbers = reply.data["numbers"]
@@ -242,3 +242,13 @@ async def test_hard_delete_is_for_superduper_admins(api, couch, master, customer
     )
     assert reply.status == 200 and reply.data["_read_only"]["state"] == "deleted"
     assert await copy_doc(couch, customer.id, number) is None
+
+
+async def test_a_number_too_short_for_a_database_is_not_reconcilable(api, master):
+    reply = await call(api, "PUT", numbers_url(master.id, "00"), data={}, token=master.token)
+    assert assert_kazoo_error(reply, 404, "not_reconcilable") == {
+        "code": 404,
+        "error": "not_reconcilable",
+        "message": "number 00 is not reconcilable",
+        "cause": "00",
+    }

@@ -11,13 +11,10 @@ effects. The closing figure is printed at the end of the pytest run.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from helpers import assert_kazoo_error, call
-
-from service.config import Settings
-from service.http.app import create_app
+from instances import instance
 
 STALE = {"If-Match": '"1-00000000000000000000000000000000"'}
 CREATE_GUARD = {"If-Match": "*"}
@@ -68,15 +65,15 @@ def may_act(actor, target) -> bool:
 
 
 async def test_every_token_target_endpoint_verb(api, make_account):
-    master = await make_account("Master")
-    reseller_a = await make_account("Reseller A", parent=master)
+    top = await make_account("Master")
+    reseller_a = await make_account("Reseller A", parent=top)
     customer_a1 = await make_account("Customer A1", parent=reseller_a)
     customer_a2 = await make_account("Customer A2", parent=reseller_a)
-    reseller_b = await make_account("Reseller B", parent=master)
+    reseller_b = await make_account("Reseller B", parent=top)
     customer_b1 = await make_account("Customer B1", parent=reseller_b)
     deleted = await make_account("Deleted", parent=reseller_b)
-    await call(api, "DELETE", f"/v2/accounts/{deleted.id}", token=master.token)
-    live = [master, reseller_a, customer_a1, customer_a2, reseller_b, customer_b1]
+    await call(api, "DELETE", f"/v2/accounts/{deleted.id}", token=top.token)
+    live = [top, reseller_a, customer_a1, customer_a2, reseller_b, customer_b1]
     docs = {}
     for account in live:
         created = await call(api, "PUT", account.url(), data={"name": "t"}, token=account.token)
@@ -105,10 +102,10 @@ async def test_every_token_target_endpoint_verb(api, make_account):
                     expected = 403
                 elif (
                     attempt.method == "DELETE"
-                    and target is master
+                    and target is top
                     and "connectivity" not in attempt.path
                 ):
-                    expected = 405  # the master account is never deleted
+                    expected = 405  # the master account (the top of the tree) is never deleted
                 else:
                     expected = attempt.ok_status
                 if reply.status != expected:
@@ -122,34 +119,26 @@ async def test_every_token_target_endpoint_verb(api, make_account):
                     got = f"{attempt.method} {attempt.path} -> {reply.status}"
                     wrong.append(f"{actor.name}: {got}, want {expected}")
     SECURITY_FIGURES["attempts"] += attempts
-    assert attempts == 7 * 8 * len(endpoints(master.id, ""))
+    assert attempts == 7 * 8 * len(endpoints(top.id, ""))
     assert wrong == []
 
 
-async def test_token_lifecycle_expiry(couch_url, make_account):
-    """Issue, use, expire: a short-lived token stops working on its own."""
-    from aiohttp.test_utils import TestClient, TestServer
-
+async def test_a_token_past_its_exp_is_refused(api, couch_url, make_account):
+    """Time is driven, not waited for: an instance whose tokens expire a minute before
+    they are issued hands out tokens whose `exp` is already past."""
     account = await make_account("Expiring")
-    # `exp` is whole seconds from the issuing second, so a TTL of 2 leaves the token at
-    # least one second of life; with 1 it could expire before its first use (seen on
-    # Apache CouchDB, where login and first request take longer than on the embedded one).
-    client = TestClient(TestServer(create_app(Settings(couch_url=couch_url, token_ttl=2))))
-    await client.start_server()
-    try:
-        login = await call(client, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
+    async with instance(couch_url, token_ttl=-60) as expiring:
+        login = await call(expiring, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
+        assert login.status == 201, login.text
         token = login.body["auth_token"]
-        assert (await call(client, "GET", account.url(), token=token)).status == 200
-        await asyncio.sleep(3.1)
-        reply = await call(client, "GET", account.url(), token=token)
-        assert assert_kazoo_error(reply, 401, "invalid credentials") == {}
-    finally:
-        await client.close()
+        for client in (expiring, api):
+            reply = await call(client, "GET", account.url(), token=token)
+            assert assert_kazoo_error(reply, 401, "invalid credentials") == {}
+        # The same instance honours a token that is still valid: only `exp` was refused.
+        assert (await call(expiring, "GET", account.url(), token=account.token)).status == 200
 
 
 async def test_token_description_and_revocation_across_instances(api, couch_url, make_account):
-    from aiohttp.test_utils import TestClient, TestServer
-
     account = await make_account("Revoker")
     described = await call(api, "GET", "/v2/token_auth", token=account.token)
     assert described.status == 200
@@ -157,11 +146,7 @@ async def test_token_description_and_revocation_across_instances(api, couch_url,
     assert described.data["expires_at"] > described.data["issued_at"]
     login = await call(api, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
     second_token = login.body["auth_token"]
-    other = TestClient(
-        TestServer(create_app(Settings(couch_url=couch_url, revocation_cache_seconds=0)))
-    )
-    await other.start_server()
-    try:
+    async with instance(couch_url, revocation_cache_seconds=0) as other:
         assert (await call(other, "GET", account.url(), token=account.token)).status == 200
         revoked = await call(api, "DELETE", "/v2/token_auth", token=account.token)
         assert revoked.status == 200
@@ -170,18 +155,12 @@ async def test_token_description_and_revocation_across_instances(api, couch_url,
             assert_kazoo_error(reply, 401, "invalid_credentials")
         # Only that token: the account's other token still works.
         assert (await call(api, "GET", account.url(), token=second_token)).status == 200
-    finally:
-        await other.close()
 
 
 async def test_failed_logins_are_rate_limited(couch_url, make_account):
-    from aiohttp.test_utils import TestClient, TestServer
-
     account = await make_account("Limited")
-    settings = Settings(couch_url=couch_url, auth_failure_burst=3, auth_failure_refill_per_second=0)
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    try:
+    limits = {"auth_failure_burst": 3, "auth_failure_refill_per_second": 0}
+    async with instance(couch_url, **limits) as client:
         for _ in range(10):
             good = await call(client, "PUT", "/v2/api_auth", data={"api_key": account.api_key})
             assert good.status == 201  # successes never consume attempts
@@ -192,5 +171,3 @@ async def test_failed_logins_are_rate_limited(couch_url, make_account):
         assert assert_kazoo_error(limited, 429, "too_many_requests") == {
             "message": "too many requests"
         }
-    finally:
-        await client.close()
