@@ -254,8 +254,10 @@ async def test_another_applications_use_is_not_ended_by_a_trunk(api, couch, cust
     taken = await number_doc(couch, number)
     await store_number(couch, {**taken, "pvt_used_by": "callflow"}, copy=False)
     item = customer.url(f"/{created.data['id']}")
-    await call(api, "POST", item, data=routing_trunk([]), token=customer.token)
-    assert (await number_doc(couch, number))["pvt_used_by"] == "callflow"
+    reply = await call(api, "POST", item, data=routing_trunk([]), token=customer.token)
+    assert reply.status == 200, reply.text
+    assert reply.data["servers"][0]["DIDs"] == {}  # the trunk no longer routes it…
+    assert (await number_doc(couch, number))["pvt_used_by"] == "callflow"  # …nor releases it
 
 
 # -- uniqueness: a DID in one server of one doc per account -------------------------------
