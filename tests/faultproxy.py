@@ -41,7 +41,13 @@ class Fault:
     delay: float = 0.0
     status: int = 503
     body: bytes = b'{"error":"unavailable","reason":"injected by the fault proxy"}'
+    # delay_request: forward the held request even when the client gave up meanwhile
+    # (it was already on its way to CouchDB), instead of dropping it as a lost packet.
+    forward_late: bool = False
     hits: int = 0
+    # Set once a delay is over: the held request forwarded or dropped, or the held
+    # answer passed on (tests wait on it instead of sleeping as long as the delay).
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -178,9 +184,13 @@ class FaultProxy:
                 continue
             if fault.action == "delay_request":
                 await asyncio.sleep(fault.delay)
-                if reader.at_eof() or connection.client_writer.is_closing():
+                gave_up = reader.at_eof() or connection.client_writer.is_closing()
+                if gave_up and not fault.forward_late:
+                    fault.done.set()
                     return  # the client gave up: CouchDB never hears of it
             await self._forward(connection, head + body)
+            if fault.action == "delay_request":
+                fault.done.set()
 
     async def _forward(self, connection: _Connection, data: bytes) -> None:
         connection.upstream_writer.write(data)
@@ -198,6 +208,7 @@ class FaultProxy:
                     return
                 if fault.action == "delay_response":
                     await asyncio.sleep(fault.delay)
+                    fault.done.set()
                 if fault.action == "rewrite_status":
                     reason = _REASONS.get(fault.status, "Injected").encode()
                     chunk = re.sub(

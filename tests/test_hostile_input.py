@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 import yarl
 from aiohttp.test_utils import TestClient
-from helpers import Reply, assert_kazoo_error, call
 from conftest import APACHE_COUCH_URL
+from helpers import Reply, assert_kazoo_error, call
 from reliability import FIGURES
 
 from service.couchdb.client import CouchClient

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service.config import Settings
-from service.couchdb.client import CouchClient, CouchUnreachable
+from service.couchdb.client import CouchClient, CouchError, CouchUnreachable
 from service.couchdb.runtime import CouchHandle, open_couch
 from service.couchdb.view_maintenance import VIEW_CHECK, start_view_check, stop_view_check
 from service.http.middleware import kazoo_middleware
@@ -100,3 +100,8 @@ async def _bootstrap(services: Services) -> None:
         await services.signing_key.get()
     except CouchUnreachable:
         log.warning("couchdb unreachable at start-up; will retry on demand")
+    except CouchError as exc:
+        # E.g. a wrong admin password (401) or a user without admin rights (403): the
+        # service still starts, and every request CouchDB refuses is a 503
+        # `datastore_fault` (README, Errors) until the operator fixes the credentials.
+        log.error("couchdb refused the service at start-up", extra={"couch_status": exc.status})

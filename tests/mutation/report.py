@@ -27,7 +27,9 @@ def scores(lines: list[str]) -> dict[str, Counter[str]]:
 def main() -> int:
     by_module = scores(sys.stdin.read().splitlines())
     total: Counter[str] = Counter()
-    print(f"{'module':34} {'mutants':>7} {'killed':>7} {'survived':>8} {'untested':>8} {'score':>6}")
+    print(
+        f"{'module':34} {'mutants':>7} {'killed':>7} {'survived':>8} {'untested':>8} {'score':>6}"
+    )
     for module in sorted(by_module):
         counts = by_module[module]
         total.update(counts)
