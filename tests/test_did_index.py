@@ -37,6 +37,11 @@ async def _indexed(api: TestClient, account) -> None:  # type: ignore[no-untyped
     await until(lambda: now(index.is_ready(account.db)), f"the DID index of {account.db}")
 
 
+def _feeds_opened(proxy: FaultProxy, db: str) -> int:
+    name = db.replace("/", "%2F")
+    return sum(1 for _method, path in proxy.seen if f"{name}/_changes" in path)
+
+
 def _view_queries(proxy: FaultProxy) -> int:
     return sum(1 for _method, path in proxy.seen if LOOKUP_DID in path)
 
@@ -154,19 +159,30 @@ async def test_an_account_too_big_for_memory_is_checked_through_the_view(
     assert not _index(proxied_api).is_ready(account.db)
 
 
-async def test_a_doc_bigger_than_a_feed_line_limit_is_indexed(proxied_api, proxy, make_account):
+async def test_a_doc_bigger_than_a_feed_line_limit_is_indexed(
+    proxied_api, proxy, couch: CouchClient, make_account
+):
     account = await make_account("Large")
     await _indexed(proxied_api, account)
-    number = fresh_number()
+    feeds_opened = _feeds_opened(proxy, account.db)
+    number, later = fresh_number(), fresh_number()
     large = {**routing_trunk([number]), "notes": "n" * 700_000}  # past aiohttp's 512 kB lines
     await create_trunk(proxied_api, account, large)
+    # A doc written straight into CouchDB after the large one: once its row reached the
+    # index, the feed has delivered the large doc's row before it (rows come in order).
+    marker = await create_trunk(proxied_api, account, routing_trunk([]))
+    stored = await couch.get_doc(account.db, marker.data["id"])
+    await couch.put_doc(account.db, {**stored, "servers": routing_trunk([later])["servers"]})
     index = _index(proxied_api)
-    await asyncio.sleep(0.2)  # the feed row of the large doc arrives meanwhile
-    assert index.is_ready(account.db)
-    before = _view_queries(proxy)
-    assert_kazoo_error(
-        await put_trunk(proxied_api, account, routing_trunk([number])), 400, "validation error"
+    await until(
+        lambda: now(bool(index.conflicts(account.db, "probe", [later]))),
+        "the feed to deliver the rows after the large doc",
     )
+    assert index.is_ready(account.db), "the large row did not cost the feed"
+    assert _feeds_opened(proxy, account.db) == feeds_opened, "nor made it reopen"
+    before = _view_queries(proxy)
+    reply = await put_trunk(proxied_api, account, routing_trunk([number]))
+    assert_kazoo_error(reply, 400, "validation error")
     assert _view_queries(proxy) == before
 
 
@@ -194,6 +210,22 @@ async def test_the_read_cache_and_the_index_share_one_feed(proxied_api, proxy, m
 
 async def test_a_number_is_free_again_right_after_a_hard_delete(proxied_api, make_account):
     account = await make_account("Hard")
+    await _indexed(proxied_api, account)
+    number = fresh_number()
+    for _round in range(3):
+        created = await create_trunk(proxied_api, account, routing_trunk([number]))
+        item = account.url(f"/{created.data['id']}")
+        params = {"should_soft_delete": "false"}
+        deleted = await call(proxied_api, "DELETE", item, token=account.token, params=params)
+        assert deleted.status == 200, deleted.text
+        # The very next write may route it: nothing waits for the feed to report the delete.
+    assert _index(proxied_api).is_ready(account.db)
+
+
+async def test_the_store_frees_a_hard_deleted_docs_numbers_before_the_feed(
+    proxied_api, make_account
+):
+    account = await make_account("Hard, reported")
     await _indexed(proxied_api, account)
     index, number = _index(proxied_api), fresh_number()
     # What the store tells the index after its writes, without waiting for the feed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -127,22 +126,18 @@ async def test_lenient_coercion_never_makes_an_unsafe_integer(api, hostile, valu
     ids=["objects", "arrays", "top-level", "truncated"],
 )
 async def test_100_000_deep_nesting(api, hostile, raw):
-    started = time.monotonic()
     reply = await probe(api, "PUT", hostile.url(), raw=raw, token=hostile.token)
     assert_kazoo_error(reply, 400, "validation error")
-    assert time.monotonic() - started < 5
 
 
-async def test_50_000_dids_are_a_clear_400_and_fast(api, make_account):
+async def test_50_000_dids_are_a_clear_400(api, make_account):
     hostile = await make_account("Many DIDs")
     dids = {f"+1415{i:07d}": {} for i in range(50_000)}
     body = {"name": "huge", "servers": [{"auth": {}, "DIDs": dids}]}
-    started = time.monotonic()
     reply = await probe(api, "PUT", hostile.url(), data=body, token=hostile.token)
     data = assert_kazoo_error(reply, 400, "validation error")
     assert data["servers"]["maxDIDs"]["target"] == MAX_DIDS_PER_DOCUMENT
     assert data["servers"]["maxDIDs"]["value"] == 50_000
-    assert time.monotonic() - started < 5
     # Also through POST and PATCH of an existing document; and nothing was stored.
     created = await probe(api, "PUT", hostile.url(), data={"name": "small"}, token=hostile.token)
     item = hostile.url(f"/{created.data['id']}")
@@ -267,16 +262,19 @@ async def test_odd_ids_in_the_path(api, couch, hostile, method, raw_id):
     assert after["_rev"] == ddoc["_rev"], "CouchDB's own documents are never reached"
 
 
-async def test_odd_paths_around_ids(api, hostile):
-    for raw in (
-        "/_design/trunkstore",
-        "/../..",
-        "/x/..",
-        "//",
-        "/%2F",
-    ):
-        reply = await probe_raw_path(api, "GET", hostile.url(raw), token=hostile.token)
-        assert 400 <= reply.status < 500
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("/_design/trunkstore", "not_found"),  # two segments: no such route
+        ("/../..", "not_found"),
+        ("/x/..", "not_found"),
+        ("//", "bad_identifier"),  # an empty id
+        ("/%2F", "bad_identifier"),  # the id "/"
+    ],
+)
+async def test_odd_paths_around_ids(api, hostile, raw, message):
+    reply = await probe_raw_path(api, "GET", hostile.url(raw), token=hostile.token)
+    assert_kazoo_error(reply, 404, message)
 
 
 @pytest.mark.parametrize(
@@ -295,62 +293,96 @@ async def test_very_long_ids(api, hostile):
     created = await probe(api, "PUT", hostile.url(), data={"id": longest}, token=hostile.token)
     assert created.status == 201
     assert (await probe(api, "GET", hostile.url(f"/{longest}"), token=hostile.token)).status == 200
-    # Past what aiohttp reads as a request line (8 KiB, like cowboy's 8,000): its own 4xx.
+    # Past what aiohttp reads as a request line (8 KiB, like cowboy's 8,000): aiohttp's
+    # own 400, before any handler (so no KAZOO envelope).
     reply = await probe(api, "GET", hostile.url("/" + "w" * 10_000), token=hostile.token)
-    assert reply.status in (400, 414)
+    assert reply.status == 400
 
 
 # -- query strings, content types, methods, headers ----------------------------------
 
 
+# Decisions for odd query strings: ignored (the listing answers), or KAZOO's 404
+# `faulty_request` for a page size that is not a positive integer. A document's GET
+# ignores them all.
+LISTED, FAULTY, WRAPPED = 200, 404, "jsonp"
+
+
 @pytest.mark.parametrize(
-    "query",
+    ("query", "listing_status"),
     [
-        "unknown=1",
-        "page_size=abc",
-        "page_size=0",
-        "page_size=-5",
-        "page_size=" + "9" * 30,
-        "page_size=1&page_size=2",
-        "start_key=%ff%fe",
-        "start_key=g2wAAAAB",
-        "start_key=" + "A" * 5_000,
-        "end_key=%00",
-        "ascending=maybe",
-        "descending=true&ascending=true",
-        "paginate=nope",
-        "jsonp=%3Cscript%3E",
-        "pretty_print=yes",
-        "accept=application/xml",
-        "should_soft_delete=banana",
-        "auth_token=garbage",
-        "verb=%00",
-        "created_from=abc&created_to=%ff",
-        "filter_name=x&filter_not_servers.0=1",
-        "%ff=%fe",
+        ("unknown=1", LISTED),
+        ("page_size=abc", FAULTY),
+        ("page_size=0", FAULTY),
+        ("page_size=-5", FAULTY),
+        ("page_size=" + "9" * 30, LISTED),
+        ("page_size=1&page_size=2", LISTED),
+        ("start_key=%ff%fe", LISTED),
+        ("start_key=g2wAAAAB", LISTED),
+        ("start_key=" + "A" * 5_000, LISTED),
+        ("end_key=%00", LISTED),
+        ("ascending=maybe", LISTED),
+        ("descending=true&ascending=true", LISTED),
+        ("paginate=nope", LISTED),
+        ("jsonp=%3Cscript%3E", WRAPPED),
+        ("pretty_print=yes", LISTED),
+        ("accept=application/xml", LISTED),
+        ("should_soft_delete=banana", LISTED),
+        ("auth_token=garbage", LISTED),
+        ("verb=%00", LISTED),
+        ("created_from=abc&created_to=%ff", LISTED),
+        ("filter_name=x&filter_not_servers.0=1", LISTED),
+        ("%ff=%fe", LISTED),
     ],
-    ids=lambda q: q[:30],
+    ids=lambda q: str(q)[:30],
 )
-async def test_unknown_and_odd_query_parameters(api, hostile, query):
+async def test_unknown_and_odd_query_parameters(api, hostile, query, listing_status):
     created = await probe(api, "PUT", hostile.url(), data={"name": "q"}, token=hostile.token)
-    for path in (hostile.url(), hostile.url(f"/{created.data['id']}")):
-        reply = await probe_raw_path(api, "GET", f"{path}?{query}", token=hostile.token)
-        assert reply.status in (200, 400, 401, 404), reply.text[:300]
+    listing = await probe_raw_path(api, "GET", f"{hostile.url()}?{query}", token=hostile.token)
+    item = hostile.url(f"/{created.data['id']}")
+    read = await probe_raw_path(api, "GET", f"{item}?{query}", token=hostile.token)
+    if listing_status == WRAPPED:
+        # The callback is echoed as given, as KAZOO does; the type stays JSON, so no
+        # browser runs it as a page.
+        for reply in (listing, read):
+            assert reply.status == 200 and reply.text.startswith("<script>({")
+            assert reply.headers["Content-Type"].startswith("application/json")
+        return
+    if listing_status == FAULTY:
+        assert_kazoo_error(listing, 404, "faulty_request")
+    else:
+        assert listing.status == 200, listing.text[:300]
+        assert isinstance(listing.data, list)
+    assert read.status == 200, read.text[:300]
+    assert read.data["id"] == created.data["id"]
+
+
+# Decisions for bodies of odd content types, on a PUT and on a GET that carries one:
+# 415 for a type that is no JSON, 400 for JSON that is not UTF-8 JSON, and a missing
+# Content-Type read as JSON (curl without -H).
+UNSUPPORTED = (415, "unsupported_media_type")
+INVALID = (400, "validation error")
+CREATED, READ = (201, None), (200, None)
 
 
 @pytest.mark.parametrize(
-    ("content_type", "raw"),
+    ("content_type", "raw", "on_put", "on_get"),
     [
-        ("text/plain", b'{"data": {"name": "x"}}'),
-        ("application/xml", b"<data><name>x</name></data>"),
-        ("multipart/form-data; boundary=xyz", b"--xyz\r\n\r\nname=x\r\n--xyz--"),
-        ("!!!", b'{"data": {}}'),
-        ("application/json; charset=latin-1", '{"data": {"name": "é"}}'.encode("latin-1")),
-        ("application/json", '{"data": {"name": "x"}}'.encode("utf-16")),
-        ("application/x-www-form-urlencoded", b"data=abc&name=%ff"),
-        ("application/x-www-form-urlencoded", b"\xff\xfe"),
-        ("application/json", b"\xef\xbb\xbf" + b'{"data": {}}'),
-        ("", b'{"data": {"name": "x"}}'),
+        ("text/plain", b'{"data": {"name": "x"}}', UNSUPPORTED, READ),
+        ("application/xml", b"<data><name>x</name></data>", UNSUPPORTED, READ),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\n\r\nname=x\r\n--xyz--", UNSUPPORTED, READ),
+        ("!!!", b'{"data": {}}', UNSUPPORTED, READ),
+        (
+            "application/json; charset=latin-1",
+            '{"data": {"name": "é"}}'.encode("latin-1"),
+            INVALID,
+            INVALID,
+        ),
+        ("application/json", '{"data": {"name": "x"}}'.encode("utf-16"), INVALID, INVALID),
+        ("application/x-www-form-urlencoded", b"data=abc&name=%ff", INVALID, INVALID),
+        ("application/x-www-form-urlencoded", b"\xff\xfe", INVALID, INVALID),
+        ("application/json", b"\xef\xbb\xbf" + b'{"data": {}}', INVALID, INVALID),
+        ("", b'{"data": {"name": "x"}}', CREATED, READ),
     ],
     ids=[
         "text",
@@ -365,25 +397,47 @@ async def test_unknown_and_odd_query_parameters(api, hostile, query):
         "empty",
     ],
 )
-async def test_wrong_content_types(api, hostile, content_type, raw):
-    for method, path in (("PUT", hostile.url()), ("GET", hostile.url())):
+async def test_wrong_content_types(api, hostile, content_type, raw, on_put, on_get):
+    headers = {"Content-Type": content_type}
+    for method, (status, message) in (("PUT", on_put), ("GET", on_get)):
         reply = await probe(
-            api,
-            method,
-            path,
-            raw=raw,
-            token=hostile.token,
-            headers={"Content-Type": content_type} if content_type else {"Content-Type": ""},
+            api, method, hostile.url(), raw=raw, token=hostile.token, headers=headers
         )
-        assert reply.status in (200, 201, 400, 415), reply.text[:300]
-        if reply.status >= 400:
-            assert reply.body["status"] == "error"
+        if message is not None:
+            data = assert_kazoo_error(reply, status, message)
+            if status == 415:
+                assert data["cause"] == content_type.split(";")[0]
+        else:
+            assert reply.status == status, reply.text[:300]
+    if on_put == CREATED:
+        assert reply.data is not None
+
+
+LISTING_ALLOW, DOC_ALLOW, AUTH_ALLOW = "GET, PUT", "GET, POST, PATCH, DELETE", "PUT"
+# Per method: the answer on the listing, a document, /v2/api_auth, an unknown path and
+# the heartbeat. 405 with the resource's Allow for a method it lacks; 404 where no
+# resource is; aiohttp folds a lower-case `get` into GET.
+NOT_ALLOWED = [(405, LISTING_ALLOW), (405, DOC_ALLOW), (405, AUTH_ALLOW), (404, None), (404, None)]
 
 
 @pytest.mark.parametrize(
-    "method", ["HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "MKCOL", "PURGE", "get"]
+    ("method", "answers"),
+    [
+        (
+            "HEAD",
+            [(405, LISTING_ALLOW), (405, DOC_ALLOW), (405, AUTH_ALLOW), (404, None), (200, None)],
+        ),
+        ("OPTIONS", NOT_ALLOWED),  # no Origin: not a CORS preflight
+        ("TRACE", NOT_ALLOWED),
+        ("CONNECT", [(404, None)] * 5),  # aiohttp routes no CONNECT at all
+        ("PROPFIND", NOT_ALLOWED),
+        ("MKCOL", NOT_ALLOWED),
+        ("PURGE", NOT_ALLOWED),
+        ("get", [(200, None), (200, None), (405, AUTH_ALLOW), (404, None), (200, None)]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
 )
-async def test_odd_methods(api, hostile, method):
+async def test_odd_methods(api, hostile, method, answers):
     created = await probe(api, "PUT", hostile.url(), data={"name": "m"}, token=hostile.token)
     paths = [
         hostile.url(),
@@ -392,35 +446,55 @@ async def test_odd_methods(api, hostile, method):
         "/nowhere",
         "/__heartbeat__",
     ]
-    for path in paths:
+    for path, (status, allow) in zip(paths, answers, strict=True):
         reply = await probe(api, method, path, token=hostile.token)
-        assert reply.status in (200, 400, 404, 405), (method, path, reply.text[:200])
-        if reply.status == 405:
-            assert reply.headers["Allow"]
+        assert reply.status == status, (method, path, reply.text[:200])
+        assert reply.headers.get("Allow") == allow, (method, path)
+        if status >= 400 and method != "HEAD":
+            assert reply.body["message"] == ("invalid_method" if status == 405 else "not_found")
+
+
+# What the tunnelled POST did: merged (PATCH), removed (DELETE), replaced (a plain POST:
+# `name` is gone), or refused with the document untouched.
+PATCHED, DELETED, REPLACED, REFUSED = "patched", "deleted", "replaced", "refused"
 
 
 @pytest.mark.parametrize(
-    ("envelope", "params", "expected"),
+    ("envelope", "params", "effect"),
     [
-        ({"data": {"x": 1}}, {"verb": "PATCH"}, 200),
-        ({"data": {"x": 1}}, {"verb": "patch"}, 200),
-        ({"data": {}, "verb": "DELETE"}, None, 200),
-        ({"data": {"verb": "DELETE"}}, None, 200),  # `data` is read first (§2 quirk)
-        ({"data": {}}, {"verb": "GET"}, 200),  # not tunnelled: stays a POST
-        ({"data": {}}, {"verb": "TRACE"}, 200),
-        ({"data": {}}, {"verb": "BOGUS"}, 200),
-        ({"data": {}, "verb": ["DELETE"]}, None, 200),
-        ({"data": {}, "verb": {"a": 1}}, None, 200),
-        ({"data": {}, "verb": None}, None, 200),
-        ({"data": {}}, {"verb": "PUT"}, 405),  # PUT is not allowed on a document
+        ({"data": {"x": 1}}, {"verb": "PATCH"}, PATCHED),
+        ({"data": {"x": 1}}, {"verb": "patch"}, PATCHED),
+        ({"data": {}, "verb": "DELETE"}, None, DELETED),
+        ({"data": {"verb": "DELETE"}}, None, DELETED),  # `data` is read first (§2 quirk)
+        ({"data": {}}, {"verb": "GET"}, REPLACED),  # not tunnelled: stays a POST
+        ({"data": {}}, {"verb": "TRACE"}, REPLACED),
+        ({"data": {}}, {"verb": "BOGUS"}, REPLACED),
+        ({"data": {}, "verb": ["DELETE"]}, None, REPLACED),
+        ({"data": {}, "verb": {"a": 1}}, None, REPLACED),
+        ({"data": {}, "verb": None}, None, REPLACED),
+        ({"data": {}}, {"verb": "PUT"}, REFUSED),  # PUT is not allowed on a document
     ],
     ids=lambda v: json.dumps(v)[:30],
 )
-async def test_verb_tunnelling_with_odd_values(api, hostile, envelope, params, expected):
+async def test_verb_tunnelling_with_odd_values(api, hostile, envelope, params, effect):
     created = await probe(api, "PUT", hostile.url(), data={"name": "t"}, token=hostile.token)
     item = hostile.url(f"/{created.data['id']}")
     reply = await probe(api, "POST", item, body=envelope, params=params, token=hostile.token)
-    assert reply.status == expected, reply.text[:300]
+    after = await probe(api, "GET", item, token=hostile.token)
+    if effect == REFUSED:
+        assert_kazoo_error(reply, 405, "invalid_method")
+        assert after.body["revision"] == created.body["revision"]
+        return
+    assert reply.status == 200, reply.text[:300]
+    if effect == DELETED:
+        assert reply.data["_read_only"] == {"deleted": True}
+        assert_kazoo_error(after, 404, "bad_identifier")
+        return
+    assert after.data == reply.data and after.body["revision"].startswith("2-")
+    if effect == PATCHED:
+        assert reply.data["name"] == "t" and reply.data["x"] == 1
+    else:
+        assert "name" not in reply.data and "verb" not in reply.data
 
 
 async def test_verb_tunnelling_is_ignored_on_get(api, hostile):
@@ -432,27 +506,31 @@ async def test_verb_tunnelling_is_ignored_on_get(api, hostile):
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "status", "message"),
     [
-        {"X-Request-ID": "r" * 7_000},
-        {"X-Request-ID": "ü-é"},
-        {"X-Auth-Token": "x" * 7_000},
-        {"X-Auth-Token": "eyJ.eyJ.sig"},
-        {"Accept": "application/xml"},
-        {"Accept": ",,;;q=abc"},
-        {"If-Match": '"' + "x" * 5_000 + '"'},
-        {"If-None-Match": ",,,"},
-        {"Origin": "null", "Access-Control-Request-Method": "DELETE\u00ff"},
-        {"X-Auth-Account-ID": "\u00ff" * 40},
-        {"Content-Type": "application/json; charset=" + "x" * 3_000},
+        ({"X-Request-ID": "r" * 7_000}, 200, None),
+        ({"X-Request-ID": "ü-é"}, 200, None),
+        ({"X-Auth-Token": "x" * 7_000}, 401, "invalid_credentials"),
+        ({"X-Auth-Token": "eyJ.eyJ.sig"}, 401, "invalid_credentials"),
+        ({"Accept": "application/xml"}, 406, "not_acceptable"),
+        ({"Accept": ",,;;q=abc"}, 406, "not_acceptable"),  # nothing in it accepts JSON
+        ({"If-Match": '"' + "x" * 5_000 + '"'}, 200, None),  # a listing has no ETag
+        ({"If-None-Match": ",,,"}, 200, None),
+        ({"Origin": "null", "Access-Control-Request-Method": "DELETE\u00ff"}, 200, None),
+        ({"X-Auth-Account-ID": "\u00ff" * 40}, 401, "invalid_credentials"),
+        ({"Content-Type": "application/json; charset=" + "x" * 3_000}, 200, None),
     ],
-    ids=lambda h: next(iter(h)) + str(len(next(iter(h.values())))),
+    ids=lambda h: next(iter(h)) + str(len(next(iter(h.values())))) if isinstance(h, dict) else "",
 )
-async def test_odd_headers(api, hostile, headers):
+async def test_odd_headers(api, hostile, headers, status, message):
     headers = dict(headers)
     token = headers.pop("X-Auth-Token", hostile.token)
     reply = await probe(api, "GET", hostile.url(), token=token, headers=headers)
-    assert reply.status in (200, 304, 400, 401, 406, 412), reply.text[:300]
+    if message is None:
+        assert reply.status == status, reply.text[:300]
+        assert isinstance(reply.data, list)
+    else:
+        assert_kazoo_error(reply, status, message)
 
 
 async def test_request_ids_that_are_not_utf8_are_replaced(api, hostile):

@@ -301,8 +301,14 @@ async def test_a_did_of_another_live_document_is_a_400_naming_it(api, customer, 
     # Another account is not concerned, and a deleted doc frees the number.
     other = await make_account("Other")
     await create_trunk(api, other, routing_trunk([number]))
-    await call(api, "DELETE", item, token=customer.token)
-    await create_trunk(api, customer, routing_trunk([number]))
+    deleted = await call(api, "DELETE", item, token=customer.token)
+    assert deleted.status == 200, deleted.text
+    again = await create_trunk(api, customer, routing_trunk([number]))
+    # And a hard delete frees it just as well, for the very next write.
+    params = {"should_soft_delete": "false"}
+    item = customer.url(f"/{again.data['id']}")
+    assert (await call(api, "DELETE", item, token=customer.token, params=params)).status == 200
+    await create_trunk(api, customer, routing_trunk(["1" + npan(number)]))
 
 
 async def test_only_the_dids_a_write_adds_are_checked_against_other_documents(api, couch, customer):
