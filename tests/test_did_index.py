@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import assert_kazoo_error, call, create_trunk, put_trunk
 from instances import now, until
-from number_helpers import fresh_number, npan, routing_trunk
+from number_helpers import fresh_number, kazoo_number, npan, routing_trunk, store_number
 
 from service.couchdb.client import CouchClient
 from service.http.services import SERVICES
@@ -235,3 +235,23 @@ async def test_the_store_frees_a_hard_deleted_docs_numbers_before_the_feed(
     assert index.conflicts(account.db, "other", [number]) == {number: "hard"}
     index.saved(account.db, "hard", None)
     assert index.conflicts(account.db, "other", [number]) == {}
+
+
+async def test_numbers_of_a_refused_write_are_free_again(
+    proxied_api, couch: CouchClient, make_account
+):
+    top = await make_account("Top")  # a top-level account may use any number: not this one
+    account = await make_account("Refused", parent=top)
+    await _indexed(proxied_api, account)
+    owner = await make_account("Owner", parent=top)
+    number, theirs = fresh_number(), fresh_number()
+    await store_number(couch, kazoo_number(theirs, owner=owner.id))
+    # Refused for ownership (403), and refused by CouchDB (409, a client id in use).
+    refused = await put_trunk(proxied_api, account, routing_trunk([number, theirs]))
+    assert_kazoo_error(refused, 403, "forbidden")
+    taken_id = (await create_trunk(proxied_api, account, routing_trunk([]))).data["id"]
+    conflict = await put_trunk(proxied_api, account, {**routing_trunk([number]), "id": taken_id})
+    assert_kazoo_error(conflict, 409, "datastore_conflict")
+    # Neither left `number` claimed: the next write may route it.
+    assert _index(proxied_api).conflicts(account.db, "probe", [number]) == {}
+    await create_trunk(proxied_api, account, routing_trunk([number]))

@@ -18,6 +18,7 @@ from number_helpers import (
     store_number,
 )
 
+from service.couchdb.client import DocumentNotFound
 from service.numbers.rules import (
     encoded_number_db,
     is_reconcilable,
@@ -72,6 +73,12 @@ async def test_unknown_available_and_own_numbers_pass(api, couch, customer):
     await store_number(couch, kazoo_number(own, owner=customer.id))
     reply = await put_trunk(api, customer, routing_trunk([unknown, available, own]))
     assert reply.status == 201, reply.text
+    # Only the account's own number becomes the trunk's; nobody's number is nobody's use,
+    # and an unknown number gets no doc.
+    assert (await number_doc(couch, own))["pvt_used_by"] == "trunkstore"
+    assert "pvt_used_by" not in await number_doc(couch, available)
+    with pytest.raises(DocumentNotFound):
+        await number_doc(couch, unknown)
 
 
 async def test_a_siblings_number_is_forbidden_and_nothing_is_saved(
@@ -94,12 +101,15 @@ async def test_ancestors_and_superduper_may_use_descendants_numbers(
     customers = fresh_number()
     await store_number(couch, kazoo_number(customers, owner=customer.id))
     await create_trunk(api, reseller, routing_trunk([customers]))
+    assert (await number_doc(couch, customers))["pvt_used_by"] == "trunkstore"
     await create_trunk(api, master, routing_trunk([customers]))
+    assert (await number_doc(couch, customers))["pvt_assigned_to"] == customer.id
     # …but not the other way round: the customer may not use the reseller's number.
     resellers = fresh_number()
     await store_number(couch, kazoo_number(resellers, owner=reseller.id))
     reply = await put_trunk(api, customer, routing_trunk([resellers]))
     assert_kazoo_error(reply, 403, "forbidden")
+    assert "pvt_used_by" not in await number_doc(couch, resellers)
 
 
 async def test_reserved_by_an_ancestor_passes(api, couch, reseller, customer):
@@ -107,8 +117,10 @@ async def test_reserved_by_an_ancestor_passes(api, couch, reseller, customer):
     await store_number(couch, kazoo_number(reserved, owner=reseller.id, state="reserved"))
     await store_number(couch, kazoo_number(in_service, owner=reseller.id))
     await create_trunk(api, customer, routing_trunk([reserved]))
+    assert (await number_doc(couch, reserved))["pvt_used_by"] == "trunkstore"
     reply = await put_trunk(api, customer, routing_trunk([in_service]))
     assert assert_kazoo_error(reply, 403, "forbidden")["message"].endswith(in_service)
+    assert "pvt_used_by" not in await number_doc(couch, in_service)
 
 
 async def test_an_unassigned_number_only_passes_for_superduper(api, couch, master, customer):
@@ -116,6 +128,7 @@ async def test_an_unassigned_number_only_passes_for_superduper(api, couch, maste
     await store_number(couch, kazoo_number(orphan, owner=None, state="in_service"))
     assert_kazoo_error(await put_trunk(api, customer, routing_trunk([orphan])), 403, "forbidden")
     await create_trunk(api, master, routing_trunk([orphan]))
+    assert "pvt_used_by" not in await number_doc(couch, orphan)  # owned by nobody: unused
 
 
 async def test_dids_are_normalised_and_every_refusal_is_listed(api, couch, make_account, master):
@@ -147,6 +160,8 @@ async def test_soft_deleted_number_docs_do_not_exist(api, couch, make_account, m
     gone = fresh_number()
     await store_number(couch, kazoo_number(gone, owner=owner.id, pvt_deleted=True))
     await create_trunk(api, intruder, routing_trunk([gone]))
+    left = await number_doc(couch, gone)
+    assert left["pvt_deleted"] is True and "pvt_used_by" not in left
 
 
 async def test_the_authenticated_account_is_checked_not_the_target(api, couch, reseller, customer):
@@ -329,3 +344,23 @@ async def test_only_the_dids_a_write_adds_are_checked_against_other_documents(ap
     data = assert_kazoo_error(reply, 400, "validation error")
     assert list(data) == [f"servers.1.DIDs.{added}"]
     assert data[f"servers.1.DIDs.{added}"]["unique"]["cause"] == second.data["id"]
+
+
+async def test_dids_past_the_first_lookup_batch_are_checked(api, couch, make_account, master):
+    """The view is asked 100 spellings (20 DIDs) at a time: the 25th DID counts too."""
+    account = await make_account("Many", parent=master)
+    many = [fresh_number() for _ in range(25)]
+    first = await create_trunk(api, account, routing_trunk([many[-1]]))
+    reply = await put_trunk(api, account, routing_trunk([*many[:-1], "1" + npan(many[-1])]))
+    data = assert_kazoo_error(reply, 400, "validation error")
+    assert list(data) == [f"servers.0.DIDs.1{npan(many[-1])}"]
+    assert data[f"servers.0.DIDs.1{npan(many[-1])}"]["unique"]["cause"] == first.data["id"]
+    # Ownership too: another account's number at the end of a long list is refused.
+    other = await make_account("Owner of the last", parent=master)
+    theirs = fresh_number()
+    await store_number(couch, kazoo_number(theirs, owner=other.id))
+    reply = await put_trunk(api, account, routing_trunk([*many[:-1], theirs]))
+    assert assert_kazoo_error(reply, 403, "forbidden") == {
+        "message": f"unauthorized to use {theirs}"
+    }
+    assert await listed_ids(api, account) == [first.data["id"]]
