@@ -44,6 +44,9 @@ class Fault:
     # delay_request: forward the held request even when the client gave up meanwhile
     # (it was already on its way to CouchDB), instead of dropping it as a lost packet.
     forward_late: bool = False
+    # delay_request: hold the request until this is set (the test decides when), not
+    # for `delay` seconds.
+    hold_until: asyncio.Event | None = None
     hits: int = 0
     # Set once a delay is over: the held request forwarded or dropped, or the held
     # answer passed on (tests wait on it instead of sleeping as long as the delay).
@@ -183,7 +186,10 @@ class FaultProxy:
                 await connection.client_writer.drain()
                 continue
             if fault.action == "delay_request":
-                await asyncio.sleep(fault.delay)
+                if fault.hold_until is not None:
+                    await fault.hold_until.wait()
+                else:
+                    await asyncio.sleep(fault.delay)
                 gave_up = reader.at_eof() or connection.client_writer.is_closing()
                 if gave_up and not fault.forward_late:
                     fault.done.set()

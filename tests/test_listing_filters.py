@@ -8,12 +8,13 @@ after filtering, and `next_start_key` is the key of the first row not returned.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from helpers import call
 
 from service.couchdb.client import CouchClient
 from service.kazoo.start_keys import decode_start_key, encode_start_key
+from service.stores.listing import FILTERED_SLICE_MAX
 
 Json = dict[str, Any]
 
@@ -245,10 +246,22 @@ async def test_unpaginated_filtered_listing(api, couch, master):
     assert len(unfiltered.data) == 120
 
 
-async def test_a_huge_page_size_with_filters_reads_bounded_slices(api, couch, master):
+async def test_a_huge_page_size_with_filters_reads_bounded_slices(
+    proxied_api, proxy, couch, master
+):
     await bulk_write(couch, master.db, [stored_trunk(f"h-{n}", n=n) for n in range(5)])
-    reply = await listing(api, master, filter_n='["not","a","number"]', page_size="9" * 20)
+    proxy.clear()
+    reply = await listing(proxied_api, master, filter_n='["not","a","number"]', page_size="9" * 20)
     assert reply.data == []
-    reply = await listing(api, master, has_key="n", page_size="9" * 20)
+    reply = await listing(proxied_api, master, has_key="n", page_size="9" * 20)
     assert reply.data == ["h-4", "h-3", "h-2", "h-1", "h-0"]
     assert "next_start_key" not in reply.body
+    # Each view read asked for a slice of at most FILTERED_SLICE_MAX rows (+1 to know
+    # whether more follow), never for the page size the client named.
+    limits = [
+        int(query["limit"])
+        for _method, path in proxy.seen
+        if "crossbar_listing" in path
+        for query in [dict(parse_qsl(urlsplit(path).query))]
+    ]
+    assert limits and max(limits) <= FILTERED_SLICE_MAX + 1, limits

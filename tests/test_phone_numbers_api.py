@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import assert_kazoo_error, call
 from number_helpers import (
     copy_doc,
@@ -235,13 +236,24 @@ async def test_delete_of_a_carrier_number_makes_it_available(api, couch, custome
 
 
 async def test_hard_delete_is_for_superduper_admins(api, couch, master, customer):
-    number = fresh_number()
-    await store_number(couch, kazoo_number(number, owner=customer.id, module="knm_bandwidth2"))
+    kept, gone = fresh_number(), fresh_number()
+    for number in (kept, gone):
+        await store_number(couch, kazoo_number(number, owner=customer.id, module="knm_bandwidth2"))
+    # Asked by the owner, `hard` is not heard: a carrier number is only released.
+    hard = {"hard": "true"}
+    released = await call(
+        api, "DELETE", numbers_url(customer.id, kept), token=customer.token, params=hard
+    )
+    assert released.status == 200 and released.data["state"] == "available"
+    assert "pvt_assigned_to" not in await number_doc(couch, kept)
+    # Asked by a superduper admin, the number is deleted outright, copy and all.
     reply = await call(
-        api, "DELETE", numbers_url(customer.id, number), token=master.token, params={"hard": "true"}
+        api, "DELETE", numbers_url(customer.id, gone), token=master.token, params=hard
     )
     assert reply.status == 200 and reply.data["_read_only"]["state"] == "deleted"
-    assert await copy_doc(couch, customer.id, number) is None
+    with pytest.raises(DocumentNotFound):
+        await number_doc(couch, gone)
+    assert await copy_doc(couch, customer.id, gone) is None
 
 
 async def test_a_number_too_short_for_a_database_is_not_reconcilable(api, master):
