@@ -315,7 +315,7 @@ async def test_nothing_is_served_from_memory_while_couchdb_is_cut_off(
         reply = await call(proxied_api, "GET", account.url(f"/{doc_id}"), token=account.token)
         return reply.status == 200
 
-    await until(back, "the service to answer again", limit=15.0)
+    await until(back, "the service to answer again")
     await _following(proxied_api, account.db)
 
 
