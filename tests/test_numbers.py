@@ -19,44 +19,6 @@ from number_helpers import (
 )
 
 from service.couchdb.client import DocumentNotFound
-from service.numbers.rules import (
-    encoded_number_db,
-    is_reconcilable,
-    normalize,
-    number_db,
-    raw_spellings,
-)
-
-# -- E.164, as knm_converters spells it --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "e164"),
-    [
-        ("+14155550100", "+14155550100"),
-        ("4155550100", "+14155550100"),  # NANP default
-        ("14155550100", "+14155550100"),
-        ("011442071234567", "+442071234567"),
-        ("00442071234567", "+442071234567"),
-        ("41234567", "+41234567"),  # KAZOO's own warning: eight digits are international
-        ("1234", "1234"),  # nothing matches: unchanged
-        ("+1 415", "+1 415"),  # a leading + is kept as it is
-    ],
-)
-def test_normalize_follows_kazoos_default_converters(raw, e164):
-    assert normalize(raw) == e164
-
-
-def test_reconcilable_numbers_and_number_databases():
-    assert is_reconcilable("4155550100") and is_reconcilable("+442071234567")
-    assert not is_reconcilable("1234") and not is_reconcilable("+1234")
-    assert not is_reconcilable("+1 415 555 0100") and not is_reconcilable("")
-    assert number_db("+14155550100") == "numbers/+1415"
-    assert encoded_number_db("+14155550100") == "numbers%2F%2B1415"
-    assert raw_spellings("+14155550100") == sorted(
-        ["+14155550100", "14155550100", "4155550100", "0014155550100", "01114155550100"]
-    )
-
 
 # -- §11.1 ownership ----------------------------------------------------------------------
 

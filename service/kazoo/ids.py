@@ -10,7 +10,6 @@ import uuid
 GREGORIAN_OFFSET = 62_167_219_200
 
 ACCOUNT_ID_LENGTH = 32
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 # KAZOO treats these `id` values as "no id given" (kz_term:is_empty/1).
 # KAZOO's database of every account's copy of its account doc (kzs_util, §7.1).
@@ -31,10 +30,6 @@ def new_id() -> str:
 def is_raw_account_id(value: str) -> bool:
     # KAZOO's ?MATCH_ACCOUNT_RAW only checks the length, in bytes.
     return len(value.encode("utf-8")) == ACCOUNT_ID_LENGTH
-
-
-def is_generated_account_id(value: str) -> bool:
-    return bool(_HEX32.match(value))
 
 
 def account_db(account_id: str) -> str:
