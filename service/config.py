@@ -44,6 +44,9 @@ class Settings:
     # 0 MB turns the cache off.
     read_cache_mb: int = 32
     read_cache_databases: int = 64
+    # Accounts whose DIDs are checked from memory at once (numbers/did_index.py, one
+    # changes feed each); 0: every duplicate-DID check asks the `lookup_did` view.
+    did_index_databases: int = 16
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -137,4 +140,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         account_cache_seconds=_float(env, "ACCOUNT_CACHE_SECONDS", 5.0, low=0.0),
         read_cache_mb=_int(env, "READ_CACHE_MB", 32, low=0, high=1 << 20),
         read_cache_databases=_int(env, "READ_CACHE_DATABASES", 64, low=1, high=10_000),
+        did_index_databases=_int(env, "DID_INDEX_DATABASES", 16, low=0, high=10_000),
     )

@@ -67,12 +67,13 @@ async def log_audit(couch_url: str) -> AsyncIterator[None]:
 async def api(couch_url: str) -> AsyncIterator[TestClient]:
     """The service under test, over HTTP, shared by the whole session.
 
-    Its read cache is off: it follows at most CONNECTIVITY_READ_CACHE_DATABASES
-    databases, so a shared cached instance would serve early tests from memory and late
-    ones from CouchDB. Every read of `api` reaches CouchDB; tests of the cache use an
-    instance of their own (`cached_api`, `proxied_api`).
+    Its read cache and DID index are off: they follow at most
+    CONNECTIVITY_READ_CACHE_DATABASES / CONNECTIVITY_DID_INDEX_DATABASES databases, so a
+    shared instance with them would answer early tests from memory and late ones from
+    CouchDB. Every read and duplicate-DID check of `api` reaches CouchDB; tests of the
+    caches use an instance of their own (`cached_api`, `proxied_api`).
     """
-    client = await instance_for(couch_url, read_cache_mb=0)
+    client = await instance_for(couch_url, read_cache_mb=0, did_index_databases=0)
     yield client
     await client.close()
 

@@ -14,7 +14,7 @@ import asyncio
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import assert_kazoo_error, call, create_trunk, put_trunk
-from instances import now, until
+from instances import instance, now, until
 from number_helpers import fresh_number, kazoo_number, npan, routing_trunk, store_number
 
 from service.couchdb.client import CouchClient
@@ -255,3 +255,18 @@ async def test_numbers_of_a_refused_write_are_free_again(
     # Neither left `number` claimed: the next write may route it.
     assert _index(proxied_api).conflicts(account.db, "probe", [number]) == {}
     await create_trunk(proxied_api, account, routing_trunk([number]))
+
+
+async def test_turned_off_every_check_asks_the_view(proxy, make_account):
+    async with instance(proxy.url, did_index_databases=0) as api:
+        account = await make_account("Unindexed")
+        number = fresh_number()
+        for _ in range(did_index.WRITES_BEFORE_INDEX + 1):
+            await create_trunk(api, account, routing_trunk([fresh_number()]))
+        await create_trunk(api, account, routing_trunk([number]))
+        before = _view_queries(proxy)
+        assert_kazoo_error(
+            await put_trunk(api, account, routing_trunk([number])), 400, "validation error"
+        )
+        assert _view_queries(proxy) > before
+        assert not _index(api).is_ready(account.db)

@@ -18,7 +18,6 @@ from service.http.pipeline import dispatch
 from service.http.server import IN_FLIGHT, InFlight, track_in_flight
 from service.http.services import SERVICES, Services
 from service.kazoo.validation import SchemaValidator, schema_path
-from service.numbers import did_index
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         feeds = CouchClient(
             handle.url,
             timeout=settings.couch_timeout,
-            connections=settings.read_cache_databases + did_index.MAX_DATABASES + 1,
+            connections=settings.read_cache_databases + settings.did_index_databases + 1,
         )
         await feeds.open()
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
