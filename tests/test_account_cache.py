@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
-from helpers import Reply, assert_kazoo_error, call
+from helpers import Reply, assert_kazoo_error, call, create_trunk
 from instances import instance_for, now, until
 
 from service.couchdb.client import CouchClient
@@ -48,10 +48,9 @@ async def _elsewhere(couch: CouchClient, account_id: str) -> tuple[AccountStore,
     return store, doc
 
 
-async def _trunk_realm(api: TestClient, url: str, token: str) -> str:
-    reply = await call(api, "PUT", url, data={"name": "trunk"}, token=token)
-    assert reply.status == 201, reply.text
-    return str(reply.data["account"]["auth_realm"])
+async def _trunk_realm(api: TestClient, account) -> str:  # type: ignore[no-untyped-def]
+    """The realm a new trunk of `account` is given."""
+    return str((await create_trunk(api, account)).data["account"]["auth_realm"])
 
 
 # -- changes made through this service: the next request sees them --------------------
@@ -96,7 +95,7 @@ async def test_rotated_key_revokes_tokens_on_the_next_request(api, make_account)
 async def test_realm_change_reaches_the_next_connectivity_write(api, make_account):
     parent = await make_account("Parent")
     child = await make_account("Child", parent=parent)
-    assert await _trunk_realm(api, child.url(), child.token) == child.realm
+    assert await _trunk_realm(api, child) == child.realm
 
     new_realm = f"moved-{child.id[:8]}.sip.example"
     patched = await call(
@@ -104,7 +103,7 @@ async def test_realm_change_reaches_the_next_connectivity_write(api, make_accoun
     )
     assert patched.status == 200, patched.text
 
-    assert await _trunk_realm(api, child.url(), child.token) == new_realm
+    assert await _trunk_realm(api, child) == new_realm
 
 
 # -- changes made elsewhere: the changes feed brings them ------------------------------
@@ -143,7 +142,7 @@ async def test_realm_changed_elsewhere_reaches_connectivity_promptly(
     other_api, couch, make_account
 ):
     account = await make_account("Realm elsewhere")
-    assert await _trunk_realm(other_api, account.url(), account.token) == account.realm
+    assert await _trunk_realm(other_api, account) == account.realm
 
     store, doc = await _elsewhere(couch, account.id)
     new_realm = f"elsewhere-{account.id[:8]}.sip.example"
@@ -152,7 +151,7 @@ async def test_realm_changed_elsewhere_reaches_connectivity_promptly(
     await store.save(doc, previous_realm=previous)
 
     async def moved() -> bool:
-        return await _trunk_realm(other_api, account.url(), account.token) == new_realm
+        return await _trunk_realm(other_api, account) == new_realm
 
     await until(moved, "new trunks to carry the new realm")
 
