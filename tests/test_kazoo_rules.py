@@ -39,6 +39,7 @@ from service.kazoo.filters import (
     query_pairs,
 )
 from service.kazoo.start_keys import decode_start_key, encode_start_key
+from service.kazoo.validation import SchemaValidator, schema_path
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 
@@ -609,3 +610,171 @@ def test_erlang_rounds_halves_away_from_zero():
 def test_filter_module_constants():
     assert filters.MISSING is MISSING
     assert not isinstance(None, filters._Missing)
+
+
+# -- what the first mutation run showed was unchecked ---------------------------------------
+
+
+def test_merges_and_replacements_share_nothing_with_their_inputs():
+    stored = {"kept": {"deep": [1]}, "obj": {"a": {"b": 1}}, "pvt_x": {"p": [1]}}
+    patch = {"obj": {"c": 1}, "new": {"n": [1]}}
+    merged = merge_patch(stored, patch)
+    merged["kept"]["deep"].append(2)
+    merged["obj"]["a"]["b"] = 2
+    merged["new"]["n"].append(2)
+    assert stored == {"kept": {"deep": [1]}, "obj": {"a": {"b": 1}}, "pvt_x": {"p": [1]}}
+    assert patch == {"obj": {"c": 1}, "new": {"n": [1]}}
+    replaced = replace_public_fields(stored, {"name": "x"})
+    replaced["pvt_x"]["p"].append(2)
+    assert stored["pvt_x"] == {"p": [1]}
+
+
+def test_iolists_take_bytes_0_to_255():
+    assert as_binary(["a", 0, 255]) == b"a\x00\xff"
+
+
+def test_a_float_ten_and_more_keeps_its_zeros():
+    assert [mochinum_digits(x) for x in (10.0, 120.0, 12000.0)] == ["10.0", "120.0", "12000.0"]
+
+
+def test_modified_bounds_read_pvt_modified():
+    assert not _listed("modified_from=63800000301", DOC)
+    assert _listed("modified_to=63800000300", DOC)
+
+
+# -- validation: KAZOO's error table, for the keywords connectivity.json lacks --------------
+
+
+def _adhoc_error(properties: dict, value: dict) -> dict:
+    result = SchemaValidator({"$schema": DRAFT4, "properties": properties}).validate(value)
+    assert not result.ok and result.value is None
+    return result.errors
+
+
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "code", "detail"),
+    [
+        (
+            {"minimum": 3},
+            2,
+            "minimum",
+            {"message": "Value must be at least 3", "target": 3, "value": 2},
+        ),
+        (
+            {"maximum": 3},
+            4,
+            "maximum",
+            {"message": "Value must be at most 3", "target": 3, "value": 4},
+        ),
+        (
+            {"minItems": 2},
+            [1],
+            "minItems",
+            {"message": "The list must have at least 2 items", "target": 2, "value": [1]},
+        ),
+        (
+            {"maxItems": 1},
+            [1, 2],
+            "maxItems",
+            {"message": "The list is more than 1 items", "target": 1, "value": [1, 2]},
+        ),
+        (
+            {"minProperties": 1},
+            {},
+            "minProperties",
+            {"message": "The object must have at least 1 keys", "target": 1, "value": {}},
+        ),
+        (
+            {"uniqueItems": True},
+            [1, 1],
+            "uniqueItems",
+            {"message": "List of items is not unique", "value": [1, 1]},
+        ),
+        (
+            {"properties": {}, "additionalProperties": False},
+            {"x": 1},
+            "additionalProperties",
+            {
+                "message": "Strict checking of data is enabled; only include schema-defined "
+                "properties",
+                "value": {"x": 1},
+            },
+        ),
+        (
+            {"dependencies": {"a": ["b"]}},
+            {"a": 1},
+            "dependencies",
+            {"message": "Dependencies were not validated", "value": {"a": 1}},
+        ),
+        (
+            {"not": {"type": "string"}},
+            "s",
+            "not",
+            {"message": "failed to validate", "value": "s"},
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_error_details_as_kazoo_renders_them(schema, value, code, detail):
+    assert _adhoc_error({"field": schema}, {"field": value}) == {"field": {code: detail}}
+
+
+def test_a_schema_without_dollar_schema_is_draft4_and_others_are_refused():
+    assert SchemaValidator({"properties": {"a": {"type": "string"}}}).validate({"a": "x"}).ok
+    for declared in (DRAFT4 + "X", "http://json-schema.org/draft-07/schema#"):
+        with pytest.raises(ValueError, match="draft-04"):
+            SchemaValidator({"$schema": declared})
+    assert SchemaValidator({"$schema": DRAFT4.rstrip("#")}).validate({}).ok
+
+
+def test_nested_defaults_are_copied_every_time():
+    validator = SchemaValidator(
+        {
+            "$schema": DRAFT4,
+            "properties": {
+                "outer": {
+                    "type": "object",
+                    "default": {"deep": {"n": 1}},
+                    "properties": {"inner": {"type": "object", "default": {"m": {"k": 1}}}},
+                }
+            },
+        }
+    )
+    for _ in range(3):  # the second and third answers come from what was remembered
+        result = validator.validate({"outer": {}})
+        assert result.value == {"outer": {"inner": {"m": {"k": 1}}}}
+        result.value["outer"]["inner"]["m"]["k"] = 2
+        fresh = validator.validate({})
+        assert fresh.value == {"outer": {"deep": {"n": 1}, "inner": {"m": {"k": 1}}}}
+        fresh.value["outer"]["deep"]["n"] = 2
+
+
+def test_lenient_repairs_at_their_edges():
+    integer = SchemaValidator(
+        {"$schema": DRAFT4, "properties": {"n": {"type": "integer"}, "b": {"type": "boolean"}}}
+    )
+    assert integer.validate({"n": "4.6"}).value == {"n": 5}
+    assert integer.validate({"n": "9007199254740991"}).value == {"n": 9007199254740991}
+    for unsafe in ("9007199254740992", "1.0e400", "-9007199254740992"):
+        assert "n" in integer.validate({"n": unsafe}).errors, unsafe
+    for not_boolean in ([1], {"a": 1}, 1, "True"):
+        assert "b" in integer.validate({"b": not_boolean}).errors, not_boolean
+    number = SchemaValidator({"$schema": DRAFT4, "properties": {"x": {"type": "number"}}})
+    assert "x" in number.validate({"x": "1.0e400"}).errors
+    assert number.validate({"x": "2.5"}).value == {"x": 2.5}
+    # Only type errors below the top are repaired: a `minimum` is never "fixed".
+    limited = SchemaValidator({"$schema": DRAFT4, "properties": {"n": {"minimum": 5}}})
+    assert limited.validate({"n": 3}).errors == {
+        "n": {"minimum": {"message": "Value must be at least 5", "target": 5, "value": 3}}
+    }
+    strict = SchemaValidator(
+        {"$schema": DRAFT4, "properties": {"n": {"type": "integer"}}}, strict=True
+    )
+    assert "n" in strict.validate({"n": "4"}).errors
+    lenient_by_default = SchemaValidator.from_file(schema_path())
+    assert lenient_by_default.validate({"account": {"trunks": "4"}}).value["account"] == {
+        "trunks": 4
+    }

@@ -440,3 +440,36 @@ def test_names_kazoo_uses():
     assert (docs.LOCAL_CARRIER, docs.MDN_CARRIER) == ("knm_local", "knm_mdn")
     assert docs.RELEASED_STATE == docs.STATE_AVAILABLE == "available"
     assert (docs.STATE_AGING, docs.STATE_PORT_IN) == ("aging", "port_in")
+
+
+# -- what the first mutation run showed was unchecked ---------------------------------------
+
+
+def test_an_ancestor_is_authorized_through_the_owners_tree():
+    assert may_use(number(), PARENT_PARTY, OWNER_PARTY)
+    assert not may_use(number(), PARENT_PARTY, None)
+
+
+def test_updates_share_nothing_with_the_stored_doc_and_tolerate_missing_keys():
+    stored = {"_id": E164, "pvt_features": {"local": {}}, "pvt_x": {"a": [1]}}
+    for changed in (
+        docs.released(stored, now=1),
+        docs.take_over(stored, E164, state="in_service", assign_to=OWNER, now=1),
+        docs.with_used_by(stored, None, now=1),
+        docs.account_copy(stored),
+    ):
+        changed["pvt_x"]["a"].append(2)
+        assert stored["pvt_x"] == {"a": [1]}
+    taken = docs.take_over(stored, E164, state="in_service", assign_to=OWNER)
+    assert taken["pvt_modified"] > 63_000_000_000
+
+
+def test_a_reservation_handed_back_is_reserved_whatever_the_state_was():
+    stored = {"_id": E164, "pvt_state": "in_service", "pvt_reserve_history": [OWNER, PARENT]}
+    assert docs.released({**stored, "pvt_assigned_to": OWNER})["pvt_state"] == "reserved"
+
+
+def test_an_assigned_local_number_is_not_deleted_on_release():
+    assigned = {"pvt_assigned_to": OWNER, "pvt_module_name": "knm_local"}
+    assert not docs.is_deleted_on_release(assigned)
+    assert not docs.is_deleted_on_release({"pvt_module_name": "knm_bandwidth2"})
