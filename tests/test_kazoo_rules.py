@@ -778,3 +778,17 @@ def test_lenient_repairs_at_their_edges():
     assert lenient_by_default.validate({"account": {"trunks": "4"}}).value["account"] == {
         "trunks": 4
     }
+
+
+def test_only_type_errors_are_repaired():
+    # A `pattern` whose text happens to name a type is no type error to repair.
+    named = SchemaValidator({"$schema": DRAFT4, "properties": {"n": {"pattern": "integer"}}})
+    assert named.validate({"n": "5"}).errors == {
+        "n": {
+            "pattern": {
+                "message": "Failed to match pattern 'integer'",
+                "target": "integer",
+                "value": "5",
+            }
+        }
+    }
