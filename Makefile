@@ -8,7 +8,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 AJV_DIR := tests/ajv
 AJV_STAMP := $(AJV_DIR)/node_modules/.installed
 
-.PHONY: install run test lint bench bench-amqp soak clean
+.PHONY: install run test lint bench bench-amqp soak mutation clean
 
 MINUTES ?= 2
 
@@ -51,5 +51,14 @@ bench-amqp: install
 soak: install
 	$(BIN)/python -m bench.soak --minutes $(MINUTES)
 
+# Not part of `make test`: mutants of the pure KAZOO-rule modules ([tool.mutmut] in
+# pyproject.toml), killed by the pure unit tests alone; ~10 min on one core.
+JOBS ?= 1
+mutation: install
+	$(BIN)/pip install --quiet --disable-pip-version-check 'mutmut>=3.3,<4'
+	rm -rf mutants
+	nice -n 19 $(BIN)/mutmut run --max-children $(JOBS)
+	$(BIN)/mutmut results --all true | $(BIN)/python tests/mutation/report.py
+
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules $(AJV_DIR)/node_modules .pytest_cache .ruff_cache
+	rm -rf mutants $(VENV) $(NODE_DIR)/node_modules $(AJV_DIR)/node_modules .pytest_cache .ruff_cache

@@ -68,6 +68,9 @@ class Settings:
     amqp_reconnect_max_seconds: float = 5.0
     # A publish the broker has not confirmed by then counts as a lost connection.
     amqp_publish_timeout: float = 5.0
+    # Accounts whose DIDs are checked from memory at once (numbers/did_index.py, one
+    # changes feed each); 0: every duplicate-DID check asks the `lookup_did` view.
+    did_index_databases: int = 16
 
     @property
     def uses_embedded_couch(self) -> bool:
@@ -209,4 +212,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         amqp_node=_amqp_node(env),
         amqp_reconnect_max_seconds=_float(env, "AMQP_RECONNECT_MAX_SECONDS", 5.0, low=0.1),
         amqp_publish_timeout=_float(env, "AMQP_PUBLISH_TIMEOUT", 5.0, low=0.1),
+        did_index_databases=_int(env, "DID_INDEX_DATABASES", 16, low=0, high=10_000),
     )

@@ -14,15 +14,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
-from instances import proxied_instance
+from instances import instance_for, proxied_instance
 
-from service.config import Settings
 from service.couchdb.client import CouchClient
 from service.couchdb.embedded import EmbeddedCouch, EmbeddedOptions
 from service.couchdb.runtime import with_credentials
-from service.http.app import create_app
 from service.stores.accounts import AccountStore
 
 Json = dict[str, Any]
@@ -65,21 +63,25 @@ async def log_audit(couch_url: str) -> AsyncIterator[None]:
     assert not leaks, f"{len(leaks)} log lines with secrets:\n" + "\n".join(leaks[:20])
 
 
-# The suite sends thousands of requests from 127.0.0.1, many to one account: Crossbar's
-# request buckets (100 tokens, 10 a second) would throttle it. Every instance the tests
-# start has them off (cost 0) unless a test asks for them (tests/test_rate_limit.py).
-NO_RATE_LIMIT: dict[str, Any] = {"rate_limit_cost": 0}
-
-
-def settings_for(couch_url: str, **overrides: Any) -> Settings:
-    return Settings(couch_url=couch_url, **{**NO_RATE_LIMIT, **overrides})
-
-
 @pytest_asyncio.fixture(scope="session")
 async def api(couch_url: str) -> AsyncIterator[TestClient]:
-    """The service under test, over HTTP."""
-    client = TestClient(TestServer(create_app(settings_for(couch_url))))
-    await client.start_server()
+    """The service under test, over HTTP, shared by the whole session.
+
+    Its read cache and DID index are off: they follow at most
+    CONNECTIVITY_READ_CACHE_DATABASES / CONNECTIVITY_DID_INDEX_DATABASES databases, so a
+    shared instance with them would answer early tests from memory and late ones from
+    CouchDB. Every read and duplicate-DID check of `api` reaches CouchDB; tests of the
+    caches use an instance of their own (`cached_api`, `proxied_api`).
+    """
+    client = await instance_for(couch_url, read_cache_mb=0, did_index_databases=0)
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def cached_api(couch_url: str) -> AsyncIterator[TestClient]:
+    """An instance whose read cache follows every database a module's tests touch."""
+    client = await instance_for(couch_url, read_cache_databases=10_000)
     yield client
     await client.close()
 

@@ -47,7 +47,16 @@ class Fault:
     delay: float = 0.0
     status: int = 503
     body: bytes = b'{"error":"unavailable","reason":"injected by the fault proxy"}'
+    # delay_request: forward the held request even when the client gave up meanwhile
+    # (it was already on its way to CouchDB), instead of dropping it as a lost packet.
+    forward_late: bool = False
+    # delay_request: hold the request until this is set (the test decides when), not
+    # for `delay` seconds.
+    hold_until: asyncio.Event | None = None
     hits: int = 0
+    # Set once a delay is over: the held request forwarded or dropped, or the held
+    # answer passed on (tests wait on it instead of sleeping as long as the delay).
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -216,10 +225,17 @@ class FaultProxy(TcpProxy):
                 await connection.client_writer.drain()
                 continue
             if fault.action == "delay_request":
-                await asyncio.sleep(fault.delay)
-                if reader.at_eof() or connection.client_writer.is_closing():
+                if fault.hold_until is not None:
+                    await fault.hold_until.wait()
+                else:
+                    await asyncio.sleep(fault.delay)
+                gave_up = reader.at_eof() or connection.client_writer.is_closing()
+                if gave_up and not fault.forward_late:
+                    fault.done.set()
                     return  # the client gave up: CouchDB never hears of it
             await self._forward(connection, head + body)
+            if fault.action == "delay_request":
+                fault.done.set()
 
     async def _forward(self, connection: _Connection, data: bytes) -> None:
         connection.upstream_writer.write(data)
@@ -237,6 +253,7 @@ class FaultProxy(TcpProxy):
                     return
                 if fault.action == "delay_response":
                     await asyncio.sleep(fault.delay)
+                    fault.done.set()
                 if fault.action == "rewrite_status":
                     reason = _REASONS.get(fault.status, "Injected").encode()
                     chunk = re.sub(

@@ -57,6 +57,24 @@ async def call(
         return Reply(status=resp.status, body=parsed, headers=resp.headers, text=text)
 
 
+async def put_trunk(
+    api: TestClient, account: Any, doc: Json | None = None, *, token: str | None = None
+) -> Reply:
+    """PUT a connectivity doc into `account` (as itself, or with another `token`): for
+    tests whose subject is the PUT's answer."""
+    body = doc if doc is not None else {"name": "trunk"}
+    return await call(api, "PUT", account.url(), data=body, token=token or account.token)
+
+
+async def create_trunk(
+    api: TestClient, account: Any, doc: Json | None = None, *, token: str | None = None
+) -> Reply:
+    """PUT a connectivity doc and expect 201: for tests whose subject comes after it."""
+    reply = await put_trunk(api, account, doc, token=token)
+    assert reply.status == 201, reply.text
+    return reply
+
+
 def unique_realm(label: str) -> str:
     """A realm no earlier run claimed: realms are unique server-wide, and an Apache
     CouchDB (CONNECTIVITY_TEST_COUCH_URL) keeps its accounts from one run to the next."""

@@ -8,12 +8,8 @@ knm_phone_number private fields, plus the legacy keys (`pvt_authorizing_account`
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import os
 import random
-import sys
-from pathlib import Path
 from typing import Any
 
 from service.couchdb.client import CouchClient, DocumentConflict, DocumentNotFound
@@ -99,7 +95,7 @@ async def copy_doc(couch: CouchClient, account_id: str, e164: str) -> Json | Non
         return None
 
 
-def trunk(*servers: list[str] | dict[str, Any], name: str = "PBX") -> Json:
+def routing_trunk(*servers: list[str] | dict[str, Any], name: str = "PBX") -> Json:
     """A connectivity doc with one IP-authenticated server per list of DIDs."""
     return {
         "name": name,
@@ -118,22 +114,3 @@ def trunk(*servers: list[str] | dict[str, Any], name: str = "PBX") -> Json:
 def numbers_url(account_id: str, number: str | None = None) -> str:
     base = f"/v2/accounts/{account_id}/phone_numbers"
     return base if number is None else f"{base}/{number.replace('+', '%2B')}"
-
-
-async def kazoo_connectivity(
-    *args: str, couch_url: str, env: dict[str, str] | None = None
-) -> tuple[int, str, str]:
-    """Runs the operator command as an operator would, against this CouchDB (and with
-    these other settings)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        *args,
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "CONNECTIVITY_COUCH_URL": couch_url, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, out.decode(), err.decode()

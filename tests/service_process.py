@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cli_runner import ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
 
 
@@ -127,20 +127,10 @@ class ServiceProcess:
 
     async def cli(self, *args: str) -> Any:
         """Runs an operator command beside this `serve` (it shares the embedded server)."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "service",
-            *args,
-            cwd=ROOT,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
-        assert process.returncode == 0, err.decode()
-        self.stderr_lines.extend(err.decode("utf-8", "replace").splitlines())
-        return json.loads(out)
+        done = await run_cli(*args, env=self.env)
+        assert done.code == 0, done.err
+        self.stderr_lines.extend(done.err.splitlines())
+        return json.loads(done.out)
 
     async def terminate(self, timeout: float) -> int:
         """SIGTERM; the exit code once the process ended (fails after `timeout` s)."""

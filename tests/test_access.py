@@ -21,20 +21,20 @@ async def test_api_auth_issues_tokens(api, make_account):
 
 
 async def test_tree_access_rules(api, make_account):
-    master = await make_account("Master")
-    reseller = await make_account("Reseller", parent=master)
+    top = await make_account("Master")
+    reseller = await make_account("Reseller", parent=top)
     customer_a = await make_account("Customer A", parent=reseller)
     customer_b = await make_account("Customer B", parent=reseller)
     allowed = [
         (customer_a, customer_a),  # self
         (reseller, customer_a),  # parent
-        (master, customer_a),  # grandparent and superduper
-        (master, reseller),
+        (top, customer_a),  # grandparent and superduper
+        (top, reseller),
     ]
     denied = [
         (customer_a, customer_b),  # sibling
         (customer_a, reseller),  # descendant acting on its ancestor
-        (reseller, master),
+        (reseller, top),
     ]
     for actor, target in allowed:
         reply = await call(api, "PUT", target.url(), data={"name": "x"}, token=actor.token)
@@ -49,18 +49,18 @@ async def test_tree_access_rules(api, make_account):
 
 
 async def test_unrelated_reseller_is_denied(api, make_account):
-    master = await make_account("Master")
-    reseller_one = await make_account("Reseller 1", parent=master)
-    reseller_two = await make_account("Reseller 2", parent=master)
+    top = await make_account("Master")
+    reseller_one = await make_account("Reseller 1", parent=top)
+    reseller_two = await make_account("Reseller 2", parent=top)
     customer = await make_account("Customer of 2", parent=reseller_two)
     reply = await call(api, "GET", customer.url(), token=reseller_one.token)
     assert_kazoo_error(reply, 403, "forbidden")
 
 
 async def test_write_records_the_authenticating_account(api, make_account, couch):
-    master = await make_account("Master")
-    customer = await make_account("Customer", parent=master)
-    reply = await call(api, "PUT", customer.url(), data={"name": "by parent"}, token=master.token)
+    top = await make_account("Master")
+    customer = await make_account("Customer", parent=top)
+    reply = await call(api, "PUT", customer.url(), data={"name": "by parent"}, token=top.token)
     stored = await couch.get_doc(customer.db, reply.data["id"])
     assert stored["pvt_account_id"] == customer.id
-    assert stored["pvt_auth_account_id"] == master.id
+    assert stored["pvt_auth_account_id"] == top.id

@@ -185,3 +185,16 @@ async def test_put_without_an_id_creates_a_child_of_the_caller(api, couch, make_
     assert stored["pvt_tree"] == [reseller.id]
     anonymous = await call(api, "PUT", "/v2/accounts", data={"name": "Nobody's"})
     assert_kazoo_error(anonymous, 401, "invalid_credentials")
+
+
+async def test_invalid_account_body_is_400_even_with_an_if_match(api, master):
+    for method in ("PUT", "POST"):
+        reply = await call(
+            api,
+            method,
+            f"/v2/accounts/{master.id}",
+            data={"name": ""},
+            token=master.token,
+            headers={"If-Match": '"1-abc"'},
+        )
+        assert_kazoo_error(reply, 400, "validation error")

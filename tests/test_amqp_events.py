@@ -22,11 +22,12 @@ import pytest_asyncio
 from aio_pika.abc import AbstractConnection
 from aiohttp.test_utils import TestClient
 from amqp_helpers import BROKER_URL, Listener, about, broker_connection, for_realm, requires_broker
+from cli_runner import run_cli
 from faultproxy import TcpProxy
 from helpers import PBX_TRUNK, call
 from instances import instance_for, until
 from kapi import doc_update_problems, reg_flush_problems
-from number_helpers import fresh_number, kazoo_connectivity, kazoo_number, store_number, trunk
+from number_helpers import fresh_number, kazoo_number, routing_trunk, store_number
 
 from service.events.encoding import encode_key
 from service.kazoo.ids import account_db, encoded_account_db
@@ -259,9 +260,21 @@ async def test_a_trunk_using_a_number_announces_the_number_docs(events_api, brok
     for each in (number, marker_number):
         await store_number(couch, kazoo_number(each, owner=master.id))
     numbers = await Listener.bind(broker, "configuration", "*.*.number.*")
-    created = await call(events_api, "PUT", master.url(), data=trunk([number]), token=master.token)
+    created = await call(
+        events_api,
+        "PUT",
+        master.url(),
+        data=routing_trunk([number]),
+        token=master.token,
+    )
     assert created.status == 201, created.text
-    await call(events_api, "PUT", master.url(), data=trunk([marker_number]), token=master.token)
+    await call(
+        events_api,
+        "PUT",
+        master.url(),
+        data=routing_trunk([marker_number]),
+        token=master.token,
+    )
     events = (await numbers.collect(about(number), until=about(marker_number)))[:-1]
     number_db_events = [e for e in events if e.payload["Database"] == encoded_number_db(number)]
     copy_events = [e for e in events if e.payload["Database"] == encoded_account_db(master.id)]
@@ -287,12 +300,12 @@ async def test_a_trunk_using_a_number_announces_the_number_docs(events_api, brok
 async def test_operator_commands_announce_their_writes(couch_url, broker):
     cache = await Listener.bind(broker, "configuration", "*.*.account.*")
     env = {"CONNECTIVITY_AMQP_URL": BROKER_URL, "CONNECTIVITY_AMQP_NODE": NODE}
-    code, out, err = await kazoo_connectivity(
+    code, out, err = await run_cli(
         "create-account", "--name", "Operator", couch_url=couch_url, env=env
     )
     assert code == 0, err
     account_id = json.loads(out)["account_id"]
-    code, _, err = await kazoo_connectivity(
+    code, _, err = await run_cli(
         "rotate-api-key", "--account", account_id, couch_url=couch_url, env=env
     )
     assert code == 0, err
@@ -400,7 +413,7 @@ async def test_a_broker_cut_during_a_burst_loses_no_event(couch_url, broker, bro
     api = await instance_behind(couch_url, broker_proxy)
     try:
         await connected(api)
-        created = await call(api, "PUT", master.url(), data=trunk(), token=master.token)
+        created = await call(api, "PUT", master.url(), data=routing_trunk(), token=master.token)
         doc_id = created.data["id"]
         revisions = [created.body["revision"]]
         for index in range(150):
@@ -409,7 +422,7 @@ async def test_a_broker_cut_during_a_burst_loses_no_event(couch_url, broker, bro
             if index == 100:
                 await broker_proxy.come_up()
             revisions.append(await patch_name(api, master, doc_id, f"Burst {index}"))
-        marker = await call(api, "PUT", master.url(), data=trunk(), token=master.token)
+        marker = await call(api, "PUT", master.url(), data=routing_trunk(), token=master.token)
         events = await trunkstore.collect(about(doc_id), until=about(marker.data["id"]))
         assert [e.payload["Rev"] for e in first_of_each(events[:-1])] == revisions
         # The service reconnected by itself.
@@ -421,7 +434,7 @@ async def test_a_broker_cut_during_a_burst_loses_no_event(couch_url, broker, bro
 async def test_a_full_queue_drops_the_oldest_counts_and_logs_each(
     couch_url, api, broker, broker_proxy, master, caplog
 ):
-    created = await call(api, "PUT", master.url(), data=trunk(), token=master.token)
+    created = await call(api, "PUT", master.url(), data=routing_trunk(), token=master.token)
     doc_id = created.data["id"]
     await broker_proxy.go_down()
     small = await instance_behind(couch_url, broker_proxy, amqp_queue_size=5)
@@ -449,7 +462,7 @@ async def test_a_refusing_broker_never_fails_a_write(couch_url, master, caplog):
     api = await instance_for(couch_url, amqp_url=wrong, amqp_reconnect_max_seconds=0.2)
     try:
         with caplog.at_level(logging.WARNING, logger="service.events"):
-            created = await call(api, "PUT", master.url(), data=trunk(), token=master.token)
+            created = await call(api, "PUT", master.url(), data=routing_trunk(), token=master.token)
             assert created.status == 201, created.text
             await patch_name(api, master, created.data["id"], "Refused")
 
@@ -472,7 +485,7 @@ async def test_a_stalled_broker_never_holds_a_write(couch_url, broker, broker_pr
     api = await instance_behind(couch_url, broker_proxy, amqp_publish_timeout=0.5)
     try:
         await connected(api)
-        created = await call(api, "PUT", master.url(), data=trunk(), token=master.token)
+        created = await call(api, "PUT", master.url(), data=routing_trunk(), token=master.token)
         doc_id = created.data["id"]
         await drained(api)
         broker_proxy.hold()
@@ -493,14 +506,20 @@ async def test_events_of_a_thousand_writes_arrive_complete_and_in_order(events_a
     trunkstore = await Listener.bind(broker, "configuration", "*.*.sys_info.*")
     docs = []
     for _ in range(10):
-        created = await call(events_api, "PUT", master.url(), data=trunk(), token=master.token)
+        created = await call(
+            events_api,
+            "PUT",
+            master.url(),
+            data=routing_trunk(),
+            token=master.token,
+        )
         docs.append(created.data["id"])
 
     async def hundred_writes(doc_id: str) -> list[str]:
         return [await patch_name(events_api, master, doc_id, f"W {i}") for i in range(100)]
 
     answered = await asyncio.gather(*(hundred_writes(doc_id) for doc_id in docs))
-    marker = await call(events_api, "PUT", master.url(), data=trunk(), token=master.token)
+    marker = await call(events_api, "PUT", master.url(), data=routing_trunk(), token=master.token)
     wanted = set(docs)
     events = await trunkstore.collect(
         lambda d: d.payload["ID"] in wanted, until=about(marker.data["id"])

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
+import yarl
+from cli_runner import run_cli
 from helpers import assert_kazoo_error, call, unique_realm
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, out.decode(), err.decode()
+from service_process import ServiceProcess
 
 
 async def test_create_account_and_rotate_key_against_a_couch_url(api, couch_url):
@@ -94,53 +76,33 @@ async def test_couch_url_prints_the_configured_url(couch_url):
     assert out.strip() == couch_url
 
 
-async def test_commands_share_the_embedded_server_of_a_running_serve(tmp_path, unused_tcp_port):
+async def test_commands_share_the_embedded_server_of_a_running_serve(tmp_path):
     import aiohttp
 
-    env = {
-        "CONNECTIVITY_DATA_DIR": str(tmp_path),
-        "CONNECTIVITY_COUCH_URL": "",
-        "CONNECTIVITY_PORT": str(unused_tcp_port),
-    }
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "serve",
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{unused_tcp_port}"
+    service = ServiceProcess(tmp_path)
     try:
+        await service.start()
+        code, out, err = await run_cli("couch-url", env=service.env)
+        assert code == 0, err
+        url = yarl.URL(out.strip())
+        assert url.host == "127.0.0.1" and url.password
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"{base}/__heartbeat__") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-            code, out, err = await run_cli("couch-url", env=env)
-            assert code == 0, err
-            url = out.strip()
-            assert "@127.0.0.1:" in url
-            async with session.get(
-                f"{url.split('@')[0].split('//')[0]}//{url.split('@')[1]}/_all_dbs"
-            ) as resp:
+            async with session.get(str(url.with_user(None) / "_all_dbs")) as resp:
                 assert resp.status == 401  # admins only
-            code, out, err = await run_cli("create-account", "--name", "While Serving", env=env)
+            async with session.get(str(url / "_all_dbs")) as resp:
+                assert resp.status == 200  # the URL printed carries the admin's credentials
+            code, out, err = await run_cli(
+                "create-account", "--name", "While Serving", env=service.env
+            )
             assert code == 0, err
             api_key = json.loads(out)["api_key"]
             async with session.put(
-                f"{base}/v2/api_auth", json={"data": {"api_key": api_key}}
+                f"{service.url}/v2/api_auth", json={"data": {"api_key": api_key}}
             ) as resp:
                 assert resp.status == 201
+        assert await service.terminate(20) == 0
     finally:
-        server.terminate()
-        assert await asyncio.wait_for(server.wait(), timeout=20) == 0
+        await service.kill()
 
 
 async def test_create_user_then_log_in_as_monster_ui_does(api, couch, couch_url, make_account):
@@ -166,8 +128,8 @@ async def test_create_user_then_log_in_as_monster_ui_does(api, couch, couch_url,
     assert login.status == 201, login.text
     assert login.data["owner_id"] == created["user_id"]
     again = await run_cli(*args, "--password", "x", env=env)
-    assert again[0] == 1 and "unique" in again[2]
+    assert again.code == 1 and "unique" in again.err
     missing = await run_cli(
         "create-user", "--account", "0" * 32, "--username", "a", "--password", "b", env=env
     )
-    assert missing[0] == 1 and "no account" in missing[2]
+    assert missing.code == 1 and "no account" in missing.err

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
-from conftest import settings_for
-from helpers import Reply, assert_kazoo_error, call
+from aiohttp.test_utils import TestClient
+from helpers import Reply, assert_kazoo_error, call, create_trunk
+from instances import instance, now, until
 from reliability import FIGURES, unique_trunk
 
 from service.couchdb.client import CouchClient
-from service.http.app import create_app
 from service.kazoo.ids import new_id
 from service.stores.accounts import NewAccount, RealmTaken
 
@@ -30,9 +30,7 @@ def rev_number(rev: str) -> int:
 
 
 async def _create(api: TestClient, owner, **fields) -> Reply:
-    reply = await call(api, "PUT", owner.url(), data=unique_trunk(**fields), token=owner.token)
-    assert reply.status == 201, reply.text
-    return reply
+    return await create_trunk(api, owner, unique_trunk(**fields))
 
 
 def _check_race(replies: list[Reply], allowed: tuple[int, ...] = (200, 409)) -> list[Reply]:
@@ -103,28 +101,46 @@ async def test_concurrent_patches_keep_every_acknowledged_change(api, couch, mas
     assert len(acknowledged) == len(wins)
 
 
-async def test_delete_racing_post(api, couch, master):
-    for hard in (False, True):
-        for _round in range(4):
-            created = await _create(api, master)
-            doc_id = created.data["id"]
-            item = master.url(f"/{doc_id}")
-            params = {"should_soft_delete": "false"} if hard else None
-            deleted, posted = await asyncio.gather(
-                call(api, "DELETE", item, token=master.token, params=params),
-                call(api, "POST", item, data={"name": "racer"}, token=master.token),
-            )
-            FIGURES["concurrent_writers"] += 2
-            for reply in (deleted, posted):
-                # 404: the other request deleted the doc before this one loaded it.
-                assert reply.status in (200, 404, 409), reply.text
-            assert 200 in (deleted.status, posted.status)
-            final = await call(api, "GET", item, token=master.token)
-            if deleted.status == 200:
-                assert_kazoo_error(final, 404, "bad_identifier")
-            else:
-                assert final.status == 200
-                assert final.data == posted.data
+@pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
+@pytest.mark.parametrize("first_to_save", ["POST", "DELETE"])
+async def test_delete_racing_post(proxied_api, proxy, master, hard, first_to_save):
+    """Both orders of the race, forced: the proxy holds the CouchDB write of the request
+    that loaded first until the other one has saved, so the held one meets a conflict."""
+    created = await _create(proxied_api, master)
+    doc_id = created.data["id"]
+    item = master.url(f"/{doc_id}")
+    params = {"should_soft_delete": "false"} if hard else None
+    delete_write = "DELETE" if hard else "PUT"
+    held_first = "DELETE" if first_to_save == "POST" else "POST"
+    release = asyncio.Event()
+    held = proxy.inject(
+        "delay_request",
+        method=delete_write if held_first == "DELETE" else "PUT",
+        path_contains=f"/{doc_id}",
+        hold_until=release,
+    )
+
+    def send(method: str) -> asyncio.Task[Reply]:
+        if method == "DELETE":
+            request = call(proxied_api, "DELETE", item, token=master.token, params=params)
+        else:
+            request = call(proxied_api, "POST", item, data={"name": "racer"}, token=master.token)
+        return asyncio.create_task(request)
+
+    loser = send(held_first)
+    await until(lambda: now(held.hits == 1), f"the {held_first}'s write to be held")
+    winner = await send(first_to_save)
+    release.set()
+    lost = await loser
+    FIGURES["concurrent_writers"] += 2
+
+    assert winner.status == 200, winner.text
+    assert_kazoo_error(lost, 409, "datastore_conflict")
+    final = await call(proxied_api, "GET", item, token=master.token)
+    if first_to_save == "DELETE":
+        assert_kazoo_error(final, 404, "bad_identifier")
+    else:
+        assert final.status == 200 and final.data == winner.data
 
 
 async def test_concurrent_first_writes_to_a_new_account(api, make_account):
@@ -168,13 +184,16 @@ async def test_concurrent_first_listings_install_the_views_once(api, couch, make
     first listings race to install it, and all of them answer."""
     account = await make_account("No views")
     ddoc = await couch.get_doc(account.db, "_design/trunkstore")
-    await couch.delete_doc(account.db, "_design/trunkstore", ddoc["_rev"])
+    tombstone = await couch.delete_doc(account.db, "_design/trunkstore", ddoc["_rev"])
     await _create(api, account)
     replies = await asyncio.gather(
         *(call(api, "GET", account.url(), token=account.token) for _ in range(10))
     )
     assert [r.status for r in replies] == [200] * 10
     assert all(len(r.data) == 1 for r in replies)
+    # Written once: one revision after the deletion's, whoever won the race.
+    installed = await couch.get_doc(account.db, "_design/trunkstore")
+    assert rev_number(installed["_rev"]) == rev_number(tombstone.rev) + 1
 
 
 async def test_concurrent_account_creation_with_one_realm(couch_url):
@@ -205,10 +224,8 @@ async def test_concurrent_account_creation_with_one_realm(couch_url):
 @pytest_asyncio.fixture(scope="module")
 async def second_instance(couch_url: str) -> AsyncIterator[TestClient]:
     """Another service instance (as another process would be) on the same CouchDB."""
-    client = TestClient(TestServer(create_app(settings_for(couch_url))))
-    await client.start_server()
-    yield client
-    await client.close()
+    async with instance(couch_url) as client:
+        yield client
 
 
 async def test_two_service_instances_behave_as_one(api, second_instance, couch, master):

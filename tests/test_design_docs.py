@@ -11,7 +11,7 @@ import copy
 import json
 from typing import Any
 
-from helpers import call
+from helpers import call, create_trunk
 from kazoo_docs import iterator_design_doc, kazoo_trunks, legacy_trunk
 
 from service.couchdb.client import CouchClient
@@ -122,8 +122,7 @@ API_TRUNK: Json = {
 
 
 async def test_lookups_for_an_api_written_trunk(api, couch, master):
-    created = await call(api, "PUT", master.url(), data=API_TRUNK, token=master.token)
-    assert created.status == 201, created.text
+    created = await create_trunk(api, master, API_TRUNK)
     stored = await couch.get_doc(master.db, created.data["id"])
 
     dids = await view_rows(couch, master.db, "lookup_did")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.message
 import email.parser
 import email.policy
@@ -304,12 +305,12 @@ async def test_longpoll_honours_timeout_and_continuous_feed_streams(
     embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
 ) -> None:
     changes = url(embedded.url, db, "_changes")
-    started = time.monotonic()
-    status, body = await get_json(
-        http, changes.with_query(feed="longpoll", since="now", timeout="300")
+    # The server's own longpoll default is 60 s: answered well before, the 300 ms were
+    # honoured (a generous deadline for that answer, not a speed check).
+    status, body = await asyncio.wait_for(
+        get_json(http, changes.with_query(feed="longpoll", since="now", timeout="300")), 30
     )
     assert status == 200 and body["results"] == []
-    assert time.monotonic() - started < 3
     await put_doc(http, embedded.url, db, "doc", {})
     # aiohttp asks for gzip by default, which starved express-pouchdb's feed
     async with http.get(changes.with_query(feed="continuous", timeout="200")) as resp:
@@ -348,9 +349,9 @@ async def test_server_log_reaches_python_logging_without_credentials(
     body = {"source": missing, "target": "anything", "create_target": True}
     async with http.post(url(embedded.url, "_replicate"), json=body) as resp:
         assert resp.status == 404
-    for _ in range(100):  # the log arrives through the stderr pipe
-        if "replication" in caplog.text:
-            break
+    deadline = time.monotonic() + 30  # the log arrives through the stderr pipe
+    while "replication" not in caplog.text:
+        assert time.monotonic() < deadline, "the server's log line never arrived"
         await asyncio.sleep(0.02)
     assert "account%2Fno%2Fsuch%2Fdb" in caplog.text
     assert PASSWORD not in caplog.text
@@ -373,25 +374,23 @@ async def test_leveldb_data_survives_restart(tmp_path: Path, http: aiohttp.Clien
         assert body["rows"] == [{"key": None, "value": 1}]
 
 
-async def test_sigterm_exits_zero_quickly_even_with_open_feed(
+async def test_sigterm_exits_zero_even_with_an_open_feed(
     http: aiohttp.ClientSession,
 ) -> None:
     server = EmbeddedCouch(EmbeddedOptions(admin_password=PASSWORD))
     await server.start()
     async with http.put(url(server.url, "waiting")) as resp:
         assert resp.status == 201
-    feed = asyncio.create_task(
-        get_json(http, url(server.url, "waiting", "_changes", feed="longpoll", since="now"))
-    )
-    await asyncio.sleep(0.2)
-    started = time.monotonic()
-    await server.stop(grace=5.0)
-    assert await server.wait_exit() == 0
-    assert time.monotonic() - started < 2.0
-    assert not server.running
-    # the open longpoll was answered (empty) rather than holding up the exit
-    status, body = await asyncio.wait_for(feed, 1.0)
-    assert (status, body["results"]) == (200, [])
+    feed = url(server.url, "waiting", "_changes", feed="continuous", since="now", heartbeat="100")
+    async with http.get(feed, headers={"Accept-Encoding": "identity"}) as resp:
+        assert resp.status == 200  # the answer has begun: the feed is open on the server
+        await server.stop(grace=5.0)
+        # Not killed at the end of the grace period (that exits non-zero): the open feed
+        # was ended rather than holding up the exit.
+        assert await server.wait_exit() == 0
+        assert not server.running
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(resp.read(), 30)
 
 
 async def test_url_before_start_is_an_error() -> None:

@@ -9,39 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from conftest import settings_for
+from cli_runner import run_cli
+from instances import instance
 from kazoo_docs import iterator_design_doc
 
 from service.couchdb.client import CouchClient, DocumentNotFound
 from service.couchdb.design_docs import design_docs
 from service.couchdb.view_maintenance import KAZOO_ITERATOR_VERSION, OTHER_VERSION, VIEW_CHECK
-from service.http.app import create_app
 
-ROOT = Path(__file__).resolve().parent.parent
 TRUNKSTORE = "_design/trunkstore"
 
 
 async def ensure_views_cli(couch_url: str) -> tuple[int, list[dict], str]:
     """Runs the command as an operator would; returns (exit code, JSON lines, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "ensure-views",
-        cwd=ROOT,
-        env={**os.environ, "CONNECTIVITY_COUCH_URL": couch_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    lines = [json.loads(line) for line in out.decode().splitlines()]
-    return process.returncode or 0, lines, err.decode()
+    done = await run_cli("ensure-views", couch_url=couch_url)
+    return done.code, [json.loads(line) for line in done.out.splitlines()], done.err
 
 
 async def replace_design_doc(couch: CouchClient, db: str, doc: dict) -> None:
@@ -109,15 +93,10 @@ async def test_service_start_up_puts_our_views_back_in_the_background(
     await replace_design_doc(couch, account.db, iterator_design_doc())
     caplog.set_level("INFO", logger="service.couchdb.view_maintenance")
 
-    app = create_app(settings_for(couch_url))
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
+    async with instance(couch_url) as client:
         # The service answers while the check may still be running.
         assert (await client.get("/__lbheartbeat__")).status == 200
-        summary = await asyncio.wait_for(app[VIEW_CHECK], timeout=60)
-    finally:
-        await client.close()
+        summary = await asyncio.wait_for(client.server.app[VIEW_CHECK], timeout=60)
 
     assert summary is not None
     replaced = [report for report in summary.reports if report.db == account.db]

@@ -6,7 +6,10 @@ import json
 import time
 
 from helpers import PBX_TRUNK, assert_kazoo_error, call
+from instances import instance
 from kazoo_tokens import mint, system_keys, unb64url
+
+from service.kazoo.ids import ACCOUNTS_DB, account_db
 
 
 async def test_bare_document_without_envelope(api, master):
@@ -90,7 +93,11 @@ async def test_unsupported_content_type_is_415(api, master):
         token=master.token,
         headers={"Content-Type": "text/plain"},
     )
-    assert reply.status == 415
+    assert assert_kazoo_error(reply, 415, "unsupported_media_type") == {
+        "message": "content type text/plain is not accepted",
+        "cause": "text/plain",
+    }
+    assert (await call(api, "GET", master.url(), token=master.token)).data == []
 
 
 async def test_payload_too_large(api, master):
@@ -212,11 +219,14 @@ async def test_conditional_requests(api, master):
         stale = await call(
             api, method, item, data={}, token=master.token, headers={"If-Match": '"1-stale"'}
         )
-        assert stale.status == 412, method
+        data = assert_kazoo_error(stale, 412, "precondition_failed")
+        assert data == {"message": "precondition failed"}, method
     weak = await call(
         api, "PATCH", item, data={}, token=master.token, headers={"If-Match": f'W/"{rev}"'}
     )
-    assert weak.status == 412
+    assert_kazoo_error(weak, 412, "precondition_failed")
+    unchanged = await call(api, "GET", item, token=master.token)
+    assert unchanged.body["revision"] == rev
     fresh = await call(
         api, "PATCH", item, data={"x": 1}, token=master.token, headers={"If-Match": f'"{rev}"'}
     )
@@ -224,7 +234,9 @@ async def test_conditional_requests(api, master):
     on_put = await call(
         api, "PUT", master.url(), data={}, token=master.token, headers={"If-Match": "*"}
     )
-    assert on_put.status == 412
+    assert_kazoo_error(on_put, 412, "precondition_failed")
+    listing = await call(api, "GET", master.url(), token=master.token)
+    assert listing.data == [doc_id]
 
 
 async def test_cors_preflight_and_headers(api, master):
@@ -262,6 +274,18 @@ async def test_verb_tunnelling(api, master):
     )
     assert reply.status == 201
     doc_id = reply.data["id"]
+    assert reply.data["name"] == "tunnelled"
+    assert (await call(api, "GET", master.url(), token=master.token)).data == [doc_id]
+    patched = await call(
+        api,
+        "POST",
+        master.url(f"/{doc_id}"),
+        data={"extra": 1},
+        token=master.token,
+        params={"verb": "PATCH"},
+    )
+    assert patched.status == 200
+    assert patched.data["name"] == "tunnelled" and patched.data["extra"] == 1  # merged
     deleted = await call(
         api,
         "POST",
@@ -271,6 +295,9 @@ async def test_verb_tunnelling(api, master):
     )
     assert deleted.status == 200
     assert deleted.data["_read_only"] == {"deleted": True}
+    gone = await call(api, "GET", master.url(f"/{doc_id}"), token=master.token)
+    assert_kazoo_error(gone, 404, "bad_identifier")
+    assert (await call(api, "GET", master.url(), token=master.token)).data == []
 
 
 async def test_schema_errors_through_the_api(api, master):
@@ -338,3 +365,128 @@ async def test_pretty_print_and_jsonp(api, master):
     wrapped = await call(api, "GET", master.url(), token=master.token, params={"jsonp": "cb"})
     assert wrapped.text.startswith("cb({") and wrapped.text.endswith("});")
     assert wrapped.headers["Content-Type"].startswith("application/json")
+
+
+async def test_invalid_put_is_400_even_with_an_if_match(api, master):
+    # Crossbar validates before it evaluates preconditions (§1 steps 8-9).
+    reply = await call(
+        api,
+        "PUT",
+        master.url(),
+        data={"servers": {}},
+        token=master.token,
+        headers={"If-Match": '"1-abc"'},
+    )
+    assert_kazoo_error(reply, 400, "validation error")
+
+
+async def test_invalid_patch_is_400_even_with_a_stale_if_match(api, master):
+    created = await call(api, "PUT", master.url(), data=PBX_TRUNK, token=master.token)
+    doc_id = created.data["id"]
+    reply = await call(
+        api,
+        "PATCH",
+        master.url(f"/{doc_id}"),
+        data={"account": {"trunks": -1}},
+        token=master.token,
+        headers={"If-Match": '"1-stale"'},
+    )
+    data = assert_kazoo_error(reply, 400, "validation error")
+    assert "account.trunks" in data
+    # A valid patch with the stale tag is still refused by the precondition.
+    reply = await call(
+        api,
+        "PATCH",
+        master.url(f"/{doc_id}"),
+        data={"name": "x"},
+        token=master.token,
+        headers={"If-Match": '"1-stale"'},
+    )
+    assert_kazoo_error(reply, 412, "precondition_failed")
+
+
+# -- 406 and the accepted types --------------------------------------------------------
+
+
+async def test_accept_headers_that_admit_json_or_csv_are_answered(api, master):
+    for accept in (
+        "application/json",
+        "application/json; charset=utf-8",
+        "*/*",
+        "application/*",
+        "text/*",
+        "application/x-json",
+        "application/vnd.api+json",
+        "text/html, application/xml;q=0.9, */*;q=0.8",  # a browser's
+        "text/csv",
+        "text/comma-separated-values",
+        "APPLICATION/JSON",
+    ):
+        reply = await call(api, "GET", master.url(), token=master.token, headers={"Accept": accept})
+        assert reply.status == 200, accept
+        assert reply.headers["Content-Type"].startswith("application/json"), accept
+
+
+async def test_accept_headers_that_admit_neither_are_406(api, master):
+    for accept in ("application/xml", "text/html", "image/png, text/plain", "application/jsonx"):
+        reply = await call(api, "GET", master.url(), token=master.token, headers={"Accept": accept})
+        assert assert_kazoo_error(reply, 406, "not_acceptable") == {
+            "message": "no acceptable content type"
+        }, accept
+    # Also for a write, and nothing is written.
+    refused = await call(
+        api,
+        "PUT",
+        master.url(),
+        data={"name": "x"},
+        token=master.token,
+        headers={"Accept": "application/xml"},
+    )
+    assert_kazoo_error(refused, 406, "not_acceptable")
+    assert (await call(api, "GET", master.url(), token=master.token)).data == []
+
+
+# -- the target account -----------------------------------------------------------------
+
+
+async def test_a_target_doc_that_is_not_an_account_is_an_unknown_account(
+    api, couch, couch_url, master
+):
+    """An id whose account database holds a doc of another type under that id (e.g. a
+    user doc restored by hand) is no account."""
+    child = await call(
+        api,
+        "PUT",
+        f"/v2/accounts/{master.id}",
+        data={"name": "Not an account"},
+        token=master.token,
+    )
+    child_id = child.data["id"]
+    for db in (account_db(child_id), ACCOUNTS_DB):
+        stored = await couch.get_doc(db, child_id)
+        await couch.put_doc(db, {**stored, "pvt_type": "user"})
+    async with instance(couch_url) as fresh:  # its account cache never saw the account
+        reply = await call(
+            fresh, "GET", f"/v2/accounts/{child_id}/connectivity", token=master.token
+        )
+    assert assert_kazoo_error(reply, 404, "bad_identifier") == {
+        "cause": child_id,
+        "message": "bad identifier",
+    }
+
+
+async def test_a_matching_x_auth_account_id_is_accepted(api, master, reseller):
+    same = await call(
+        api, "GET", master.url(), token=master.token, headers={"X-Auth-Account-ID": master.id}
+    )
+    assert same.status == 200, same.text
+    # It names the token's account, not the target: acting on a child with it works…
+    child = await call(
+        api, "GET", reseller.url(), token=master.token, headers={"X-Auth-Account-ID": master.id}
+    )
+    assert child.status == 200, child.text
+    # …and naming the target instead of the token's account does not.
+    other = await call(
+        api, "GET", reseller.url(), token=master.token, headers={"X-Auth-Account-ID": reseller.id}
+    )
+    assert_kazoo_error(other, 401, "invalid_credentials")

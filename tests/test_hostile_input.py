@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +18,7 @@ import pytest
 import pytest_asyncio
 import yarl
 from aiohttp.test_utils import TestClient
+from conftest import APACHE_COUCH_URL
 from helpers import Reply, assert_kazoo_error, call
 from reliability import FIGURES
 
@@ -30,8 +30,8 @@ LIMIT = 8_000_000  # CONNECTIVITY_MAX_UPLOAD_SIZE's default, KAZOO's max_upload_
 
 
 @pytest_asyncio.fixture(scope="module")
-async def master(make_account):
-    """One account for the whole module (an account per test costs more than the tests)."""
+async def hostile(make_account):
+    """The account of the whole module (an account per test costs more than the tests)."""
     return await make_account("Hostile")
 
 
@@ -78,37 +78,37 @@ def _envelope_of(size: int, filler: str = "x") -> str:
     [str(MAX_SAFE_INTEGER + 1), str(-MAX_SAFE_INTEGER - 2), "1" * 30, "9" * 5000, "-" + "9" * 5000],
     ids=["2^53", "-2^53-1", "30-digits", "5000-digits", "negative-5000-digits"],
 )
-async def test_integers_beyond_2_53_are_refused_not_rounded(api, master, number):
+async def test_integers_beyond_2_53_are_refused_not_rounded(api, hostile, number):
     """Decision: refused (400), because the embedded server and CouchDB's JavaScript
     views would round them and the stored value would differ from the one answered."""
     for field in ("custom", "account"):
         value = number if field == "custom" else '{"trunks": ' + number + "}"
         raw = '{"data": {"' + field + '": ' + value + "}}"
-        reply = await probe(api, "PUT", master.url(), raw=raw, token=master.token)
+        reply = await probe(api, "PUT", hostile.url(), raw=raw, token=hostile.token)
         data = assert_kazoo_error(reply, 400, "validation error")
         assert data["json"]["invalid"]["message"].startswith("invalid_number ")
         assert len(data["json"]["invalid"]["message"]) < 100
 
 
-async def test_integers_within_2_53_round_trip_exactly(api, couch, master):
+async def test_integers_within_2_53_round_trip_exactly(api, couch, hostile):
     numbers = {"max": MAX_SAFE_INTEGER, "min": -MAX_SAFE_INTEGER, "odd": MAX_SAFE_INTEGER - 2}
-    reply = await probe(api, "PUT", master.url(), data={"numbers": numbers}, token=master.token)
+    reply = await probe(api, "PUT", hostile.url(), data={"numbers": numbers}, token=hostile.token)
     assert reply.status == 201
     doc_id = reply.data["id"]
     assert reply.data["numbers"] == numbers
-    read = await probe(api, "GET", master.url(f"/{doc_id}"), token=master.token)
+    read = await probe(api, "GET", hostile.url(f"/{doc_id}"), token=hostile.token)
     assert read.data["numbers"] == numbers
-    assert (await couch.get_doc(master.db, doc_id))["numbers"] == numbers
+    assert (await couch.get_doc(hostile.db, doc_id))["numbers"] == numbers
 
 
 @pytest.mark.parametrize(
     "value", [f'"{MAX_SAFE_INTEGER + 2}"', "1e30", "-1e300", '"12345678901234567890.5"']
 )
-async def test_lenient_coercion_never_makes_an_unsafe_integer(api, master, value):
+async def test_lenient_coercion_never_makes_an_unsafe_integer(api, hostile, value):
     """`"trunks": "42"` is coerced to 42 (§6.3), but never to an integer that could not
     be stored exactly."""
     raw = '{"data": {"account": {"trunks": ' + value + "}}}"
-    reply = await probe(api, "PUT", master.url(), raw=raw, token=master.token)
+    reply = await probe(api, "PUT", hostile.url(), raw=raw, token=hostile.token)
     data = assert_kazoo_error(reply, 400, "validation error")
     assert "account.trunks" in data
 
@@ -126,39 +126,35 @@ async def test_lenient_coercion_never_makes_an_unsafe_integer(api, master, value
     ],
     ids=["objects", "arrays", "top-level", "truncated"],
 )
-async def test_100_000_deep_nesting(api, master, raw):
-    started = time.monotonic()
-    reply = await probe(api, "PUT", master.url(), raw=raw, token=master.token)
+async def test_100_000_deep_nesting(api, hostile, raw):
+    reply = await probe(api, "PUT", hostile.url(), raw=raw, token=hostile.token)
     assert_kazoo_error(reply, 400, "validation error")
-    assert time.monotonic() - started < 5
 
 
-async def test_50_000_dids_are_a_clear_400_and_fast(api, make_account):
-    master = await make_account("Many DIDs")
+async def test_50_000_dids_are_a_clear_400(api, make_account):
+    hostile = await make_account("Many DIDs")
     dids = {f"+1415{i:07d}": {} for i in range(50_000)}
     body = {"name": "huge", "servers": [{"auth": {}, "DIDs": dids}]}
-    started = time.monotonic()
-    reply = await probe(api, "PUT", master.url(), data=body, token=master.token)
+    reply = await probe(api, "PUT", hostile.url(), data=body, token=hostile.token)
     data = assert_kazoo_error(reply, 400, "validation error")
     assert data["servers"]["maxDIDs"]["target"] == MAX_DIDS_PER_DOCUMENT
     assert data["servers"]["maxDIDs"]["value"] == 50_000
-    assert time.monotonic() - started < 5
     # Also through POST and PATCH of an existing document; and nothing was stored.
-    created = await probe(api, "PUT", master.url(), data={"name": "small"}, token=master.token)
-    item = master.url(f"/{created.data['id']}")
+    created = await probe(api, "PUT", hostile.url(), data={"name": "small"}, token=hostile.token)
+    item = hostile.url(f"/{created.data['id']}")
     for method in ("POST", "PATCH"):
-        reply = await probe(api, method, item, data=body, token=master.token)
+        reply = await probe(api, method, item, data=body, token=hostile.token)
         assert_kazoo_error(reply, 400, "validation error")
-    listing = await probe(api, "GET", master.url(), token=master.token)
+    listing = await probe(api, "GET", hostile.url(), token=hostile.token)
     assert listing.data == [created.data["id"]]
 
 
-async def test_a_thousand_dids_are_stored(api, master):
+async def test_a_thousand_dids_are_stored(api, hostile):
     dids = {f"+1212{i:07d}": {} for i in range(1_000)}
     body = {"name": "many", "servers": [{"auth": {}, "DIDs": dids}]}
-    reply = await probe(api, "PUT", master.url(), data=body, token=master.token)
+    reply = await probe(api, "PUT", hostile.url(), data=body, token=hostile.token)
     assert reply.status == 201, reply.text[:300]
-    read = await probe(api, "GET", master.url(f"/{reply.data['id']}"), token=master.token)
+    read = await probe(api, "GET", hostile.url(f"/{reply.data['id']}"), token=hostile.token)
     assert len(read.data["servers"][0]["DIDs"]) == 1_000
 
 
@@ -168,25 +164,27 @@ async def _chunks(body: bytes, size: int = 1 << 20) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-async def test_body_just_under_and_just_over_the_limit(api, couch, master, chunked):
+async def test_body_just_under_and_just_over_the_limit(api, couch, hostile, chunked):
     under, over = _envelope_of(LIMIT), _envelope_of(LIMIT + 1)
     assert (len(under.encode()), len(over.encode())) == (LIMIT, LIMIT + 1)
 
     def payload(text: str) -> Any:
         return _chunks(text.encode()) if chunked else text
 
-    reply = await probe(api, "PUT", master.url(), raw=payload(over), token=master.token)
+    reply = await probe(api, "PUT", hostile.url(), raw=payload(over), token=hostile.token)
     data = assert_kazoo_error(reply, 413, "validation error")
     assert data["file"]["maxSize"]["target"] == LIMIT
 
-    reply = await probe(api, "PUT", master.url(), raw=payload(under), token=master.token)
-    # 201 on the embedded server; Apache CouchDB's max_document_size (8,000,000) may refuse
-    # the doc once private fields are added: then a 413 too, never a 5xx.
-    if reply.status == 413:
-        assert_kazoo_error(reply, 413, "validation error")
+    reply = await probe(api, "PUT", hostile.url(), raw=payload(under), token=hostile.token)
+    # The service's own limit lets it through. Apache CouchDB's max_document_size
+    # (8,000,000) may refuse the doc once private fields are added: that 413 says the
+    # *stored document* is too large, never that the upload was.
+    if reply.status == 413 and APACHE_COUCH_URL:
+        data = assert_kazoo_error(reply, 413, "validation error")
+        assert list(data) == ["document"], data
         return
-    assert reply.status == 201
-    stored = await couch.get_doc(master.db, reply.data["id"])
+    assert reply.status == 201, reply.text[:300]
+    stored = await couch.get_doc(hostile.db, reply.data["id"])
     assert stored["blob"] == json.loads(under)["data"]["blob"]
 
 
@@ -204,34 +202,34 @@ WORLD_TEXT = (
     [("nul\u0000id", NUL_TEXT), ("trunk-📞-שלום-\u202e", WORLD_TEXT)],
     ids=["nul", "emoji-rtl"],
 )
-async def test_text_round_trips_byte_exact(api, couch, master, doc_id, text):
+async def test_text_round_trips_byte_exact(api, couch, hostile, doc_id, text):
     body = {"id": doc_id, "name": text, "custom": {text: [text]}, "servers": []}
-    created = await probe(api, "PUT", master.url(), data=body, token=master.token)
+    created = await probe(api, "PUT", hostile.url(), data=body, token=hostile.token)
     assert created.status == 201, created.text
     assert created.data["name"] == text and created.data["custom"] == {text: [text]}
     assert created.data["id"] == doc_id
     location = created.headers["Location"]
     assert yarl.URL(location, encoded=True).path.endswith("/" + doc_id)
 
-    read = await probe_raw_path(api, "GET", location, token=master.token)
+    read = await probe_raw_path(api, "GET", location, token=hostile.token)
     assert read.status == 200, read.text
     assert read.data == created.data
     # The bytes on the wire are the UTF-8 of the text, not a re-encoding of it.
     assert json.dumps(text, ensure_ascii=False).encode() in read.text.encode()
 
     listing = await probe(
-        api, "GET", master.url(), token=master.token, params={"paginate": "false"}
+        api, "GET", hostile.url(), token=hostile.token, params={"paginate": "false"}
     )
     assert doc_id in listing.data
 
-    stored = await couch.get_doc(master.db, doc_id)
+    stored = await couch.get_doc(hostile.db, doc_id)
     assert stored["name"] == text and stored["custom"] == {text: [text]}
 
 
-async def test_raw_control_characters_in_json_strings_are_400(api, master):
+async def test_raw_control_characters_in_json_strings_are_400(api, hostile):
     for char in ("\u0000", "\u0001", "\n"):
         raw = '{"data": {"name": "a' + char + 'b"}}'
-        reply = await probe(api, "PUT", master.url(), raw=raw, token=master.token)
+        reply = await probe(api, "PUT", hostile.url(), raw=raw, token=hostile.token)
         assert_kazoo_error(reply, 400, "validation error")
 
 
@@ -255,13 +253,13 @@ PATH_IDS = [
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PATCH", "DELETE"])
 @pytest.mark.parametrize("raw_id", PATH_IDS, ids=lambda i: i[:20])
-async def test_odd_ids_in_the_path(api, couch, master, method, raw_id):
-    ddoc = await couch.get_doc(master.db, "_design/trunkstore")
+async def test_odd_ids_in_the_path(api, couch, hostile, method, raw_id):
+    ddoc = await couch.get_doc(hostile.db, "_design/trunkstore")
     reply = await probe_raw_path(
-        api, method, master.url(f"/{raw_id}"), token=master.token, data={"name": "x"}
+        api, method, hostile.url(f"/{raw_id}"), token=hostile.token, data={"name": "x"}
     )
     assert_kazoo_error(reply, 404, "bad_identifier")
-    after = await couch.get_doc(master.db, "_design/trunkstore")
+    after = await couch.get_doc(hostile.db, "_design/trunkstore")
     assert after["_rev"] == ddoc["_rev"], "CouchDB's own documents are never reached"
 
 
@@ -307,16 +305,19 @@ async def test_account_ids_couchdb_would_refuse_are_404(api, master, account_id)
             assert data == {"message": f"invalid account_id '{account_id}'"}
 
 
-async def test_odd_paths_around_ids(api, master):
-    for raw in (
-        "/_design/trunkstore",
-        "/../..",
-        "/x/..",
-        "//",
-        "/%2F",
-    ):
-        reply = await probe_raw_path(api, "GET", master.url(raw), token=master.token)
-        assert 400 <= reply.status < 500
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("/_design/trunkstore", "not_found"),  # two segments: no such route
+        ("/../..", "not_found"),
+        ("/x/..", "not_found"),
+        ("//", "bad_identifier"),  # an empty id
+        ("/%2F", "bad_identifier"),  # the id "/"
+    ],
+)
+async def test_odd_paths_around_ids(api, hostile, raw, message):
+    reply = await probe_raw_path(api, "GET", hostile.url(raw), token=hostile.token)
+    assert_kazoo_error(reply, 404, message)
 
 
 @pytest.mark.parametrize(
@@ -324,20 +325,21 @@ async def test_odd_paths_around_ids(api, master):
     ["_all_docs", "_design/trunkstore", "..", ".", "x" * (MAX_DOC_ID_LENGTH + 1), "y" * 10_000],
     ids=lambda i: i[:20],
 )
-async def test_odd_ids_chosen_on_put(api, master, doc_id):
-    reply = await probe(api, "PUT", master.url(), data={"id": doc_id}, token=master.token)
+async def test_odd_ids_chosen_on_put(api, hostile, doc_id):
+    reply = await probe(api, "PUT", hostile.url(), data={"id": doc_id}, token=hostile.token)
     data = assert_kazoo_error(reply, 400, "validation error")
     assert data["id"]["invalid"]["value"] == doc_id
 
 
-async def test_very_long_ids(api, master):
+async def test_very_long_ids(api, hostile):
     longest = "z" * MAX_DOC_ID_LENGTH
-    created = await probe(api, "PUT", master.url(), data={"id": longest}, token=master.token)
+    created = await probe(api, "PUT", hostile.url(), data={"id": longest}, token=hostile.token)
     assert created.status == 201
-    assert (await probe(api, "GET", master.url(f"/{longest}"), token=master.token)).status == 200
-    # Past what aiohttp reads as a request line (8 KiB, like cowboy's 8,000): its own 4xx.
-    reply = await probe(api, "GET", master.url("/" + "w" * 10_000), token=master.token)
-    assert reply.status in (400, 414)
+    assert (await probe(api, "GET", hostile.url(f"/{longest}"), token=hostile.token)).status == 200
+    # Past what aiohttp reads as a request line (8 KiB, like cowboy's 8,000): aiohttp's
+    # own 400, before any handler (so no KAZOO envelope).
+    reply = await probe(api, "GET", hostile.url("/" + "w" * 10_000), token=hostile.token)
+    assert reply.status == 400
 
 
 # -- query strings, content types, methods, headers ----------------------------------
@@ -394,31 +396,88 @@ ODD_QUERIES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "query",
-    ODD_QUERIES,
-    ids=lambda q: q[:30],
-)
-async def test_unknown_and_odd_query_parameters(api, master, query):
-    created = await probe(api, "PUT", master.url(), data={"name": "q"}, token=master.token)
-    for path in (master.url(), master.url(f"/{created.data['id']}")):
-        reply = await probe_raw_path(api, "GET", f"{path}?{query}", token=master.token)
-        assert reply.status in (200, 400, 401, 404), reply.text[:300]
+
+# Decisions for odd query strings: ignored (the listing answers), or KAZOO's 404
+# `faulty_request` for a page size that is not a positive integer. A document's GET
+# ignores them all.
+LISTED, FAULTY, WRAPPED = 200, 404, "jsonp"
 
 
 @pytest.mark.parametrize(
-    ("content_type", "raw"),
+    ("query", "listing_status"),
     [
-        ("text/plain", b'{"data": {"name": "x"}}'),
-        ("application/xml", b"<data><name>x</name></data>"),
-        ("multipart/form-data; boundary=xyz", b"--xyz\r\n\r\nname=x\r\n--xyz--"),
-        ("!!!", b'{"data": {}}'),
-        ("application/json; charset=latin-1", '{"data": {"name": "é"}}'.encode("latin-1")),
-        ("application/json", '{"data": {"name": "x"}}'.encode("utf-16")),
-        ("application/x-www-form-urlencoded", b"data=abc&name=%ff"),
-        ("application/x-www-form-urlencoded", b"\xff\xfe"),
-        ("application/json", b"\xef\xbb\xbf" + b'{"data": {}}'),
-        ("", b'{"data": {"name": "x"}}'),
+        ("unknown=1", LISTED),
+        ("page_size=abc", FAULTY),
+        ("page_size=0", FAULTY),
+        ("page_size=-5", FAULTY),
+        ("page_size=" + "9" * 30, LISTED),
+        ("page_size=1&page_size=2", LISTED),
+        ("start_key=%ff%fe", LISTED),
+        ("start_key=g2wAAAAB", LISTED),
+        ("start_key=" + "A" * 5_000, LISTED),
+        ("end_key=%00", LISTED),
+        ("ascending=maybe", LISTED),
+        ("descending=true&ascending=true", LISTED),
+        ("paginate=nope", LISTED),
+        ("jsonp=%3Cscript%3E", WRAPPED),
+        ("pretty_print=yes", LISTED),
+        ("accept=application/xml", LISTED),
+        ("should_soft_delete=banana", LISTED),
+        ("auth_token=garbage", LISTED),
+        ("verb=%00", LISTED),
+        ("created_from=abc&created_to=%ff", LISTED),
+        ("filter_name=x&filter_not_servers.0=1", LISTED),
+        ("%ff=%fe", LISTED),
+    ],
+    ids=lambda q: str(q)[:30],
+)
+async def test_unknown_and_odd_query_parameters(api, hostile, query, listing_status):
+    created = await probe(api, "PUT", hostile.url(), data={"name": "q"}, token=hostile.token)
+    listing = await probe_raw_path(api, "GET", f"{hostile.url()}?{query}", token=hostile.token)
+    item = hostile.url(f"/{created.data['id']}")
+    read = await probe_raw_path(api, "GET", f"{item}?{query}", token=hostile.token)
+    if listing_status == WRAPPED:
+        # The callback is echoed as given, as KAZOO does; the type stays JSON, so no
+        # browser runs it as a page.
+        for reply in (listing, read):
+            assert reply.status == 200 and reply.text.startswith("<script>({")
+            assert reply.headers["Content-Type"].startswith("application/json")
+        return
+    if listing_status == FAULTY:
+        assert_kazoo_error(listing, 404, "faulty_request")
+    else:
+        assert listing.status == 200, listing.text[:300]
+        assert isinstance(listing.data, list)
+    assert read.status == 200, read.text[:300]
+    assert read.data["id"] == created.data["id"]
+
+
+# Decisions for bodies of odd content types, on a PUT and on a GET that carries one:
+# 415 for a type that is no JSON, 400 for JSON that is not UTF-8 JSON, and a missing
+# Content-Type read as JSON (curl without -H).
+UNSUPPORTED = (415, "unsupported_media_type")
+INVALID = (400, "validation error")
+CREATED, READ = (201, None), (200, None)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw", "on_put", "on_get"),
+    [
+        ("text/plain", b'{"data": {"name": "x"}}', UNSUPPORTED, READ),
+        ("application/xml", b"<data><name>x</name></data>", UNSUPPORTED, READ),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\n\r\nname=x\r\n--xyz--", UNSUPPORTED, READ),
+        ("!!!", b'{"data": {}}', UNSUPPORTED, READ),
+        (
+            "application/json; charset=latin-1",
+            '{"data": {"name": "é"}}'.encode("latin-1"),
+            INVALID,
+            INVALID,
+        ),
+        ("application/json", '{"data": {"name": "x"}}'.encode("utf-16"), INVALID, INVALID),
+        ("application/x-www-form-urlencoded", b"data=abc&name=%ff", INVALID, INVALID),
+        ("application/x-www-form-urlencoded", b"\xff\xfe", INVALID, INVALID),
+        ("application/json", b"\xef\xbb\xbf" + b'{"data": {}}', INVALID, INVALID),
+        ("", b'{"data": {"name": "x"}}', CREATED, READ),
     ],
     ids=[
         "text",
@@ -433,103 +492,149 @@ async def test_unknown_and_odd_query_parameters(api, master, query):
         "empty",
     ],
 )
-async def test_wrong_content_types(api, master, content_type, raw):
-    for method, path in (("PUT", master.url()), ("GET", master.url())):
+async def test_wrong_content_types(api, hostile, content_type, raw, on_put, on_get):
+    headers = {"Content-Type": content_type}
+    for method, (status, message) in (("PUT", on_put), ("GET", on_get)):
         reply = await probe(
-            api,
-            method,
-            path,
-            raw=raw,
-            token=master.token,
-            headers={"Content-Type": content_type} if content_type else {"Content-Type": ""},
+            api, method, hostile.url(), raw=raw, token=hostile.token, headers=headers
         )
-        assert reply.status in (200, 201, 400, 415), reply.text[:300]
-        if reply.status >= 400:
-            assert reply.body["status"] == "error"
+        if message is not None:
+            data = assert_kazoo_error(reply, status, message)
+            if status == 415:
+                assert data["cause"] == content_type.split(";")[0]
+        else:
+            assert reply.status == status, reply.text[:300]
+    if on_put == CREATED:
+        assert reply.data is not None
+
+
+LISTING_ALLOW, DOC_ALLOW, AUTH_ALLOW = "GET, PUT", "GET, POST, PATCH, DELETE", "PUT"
+# Per method: the answer on the listing, a document, /v2/api_auth, an unknown path and
+# the heartbeat. 405 with the resource's Allow for a method it lacks; 404 where no
+# resource is; aiohttp folds a lower-case `get` into GET.
+NOT_ALLOWED = [(405, LISTING_ALLOW), (405, DOC_ALLOW), (405, AUTH_ALLOW), (404, None), (404, None)]
 
 
 @pytest.mark.parametrize(
-    "method", ["HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "MKCOL", "PURGE", "get"]
+    ("method", "answers"),
+    [
+        (
+            "HEAD",
+            [(405, LISTING_ALLOW), (405, DOC_ALLOW), (405, AUTH_ALLOW), (404, None), (200, None)],
+        ),
+        ("OPTIONS", NOT_ALLOWED),  # no Origin: not a CORS preflight
+        ("TRACE", NOT_ALLOWED),
+        ("CONNECT", [(404, None)] * 5),  # aiohttp routes no CONNECT at all
+        ("PROPFIND", NOT_ALLOWED),
+        ("MKCOL", NOT_ALLOWED),
+        ("PURGE", NOT_ALLOWED),
+        ("get", [(200, None), (200, None), (405, AUTH_ALLOW), (404, None), (200, None)]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
 )
-async def test_odd_methods(api, master, method):
-    created = await probe(api, "PUT", master.url(), data={"name": "m"}, token=master.token)
+async def test_odd_methods(api, hostile, method, answers):
+    created = await probe(api, "PUT", hostile.url(), data={"name": "m"}, token=hostile.token)
     paths = [
-        master.url(),
-        master.url(f"/{created.data['id']}"),
+        hostile.url(),
+        hostile.url(f"/{created.data['id']}"),
         "/v2/api_auth",
         "/nowhere",
         "/__heartbeat__",
     ]
-    for path in paths:
-        reply = await probe(api, method, path, token=master.token)
-        assert reply.status in (200, 400, 404, 405), (method, path, reply.text[:200])
-        if reply.status == 405:
-            assert reply.headers["Allow"]
+    for path, (status, allow) in zip(paths, answers, strict=True):
+        reply = await probe(api, method, path, token=hostile.token)
+        assert reply.status == status, (method, path, reply.text[:200])
+        assert reply.headers.get("Allow") == allow, (method, path)
+        if status >= 400 and method != "HEAD":
+            assert reply.body["message"] == ("invalid_method" if status == 405 else "not_found")
+
+
+# What the tunnelled POST did: merged (PATCH), removed (DELETE), replaced (a plain POST:
+# `name` is gone), or refused with the document untouched.
+PATCHED, DELETED, REPLACED, REFUSED = "patched", "deleted", "replaced", "refused"
 
 
 @pytest.mark.parametrize(
-    ("envelope", "params", "expected"),
+    ("envelope", "params", "effect"),
     [
-        ({"data": {"x": 1}}, {"verb": "PATCH"}, 200),
-        ({"data": {"x": 1}}, {"verb": "patch"}, 200),
-        ({"data": {}, "verb": "DELETE"}, None, 200),
-        ({"data": {"verb": "DELETE"}}, None, 200),  # `data` is read first (§2 quirk)
-        ({"data": {}}, {"verb": "GET"}, 200),  # not tunnelled: stays a POST
-        ({"data": {}}, {"verb": "TRACE"}, 200),
-        ({"data": {}}, {"verb": "BOGUS"}, 200),
-        ({"data": {}, "verb": ["DELETE"]}, None, 200),
-        ({"data": {}, "verb": {"a": 1}}, None, 200),
-        ({"data": {}, "verb": None}, None, 200),
-        ({"data": {}}, {"verb": "PUT"}, 405),  # PUT is not allowed on a document
+        ({"data": {"x": 1}}, {"verb": "PATCH"}, PATCHED),
+        ({"data": {"x": 1}}, {"verb": "patch"}, PATCHED),
+        ({"data": {}, "verb": "DELETE"}, None, DELETED),
+        ({"data": {"verb": "DELETE"}}, None, DELETED),  # `data` is read first (§2 quirk)
+        ({"data": {}}, {"verb": "GET"}, REPLACED),  # not tunnelled: stays a POST
+        ({"data": {}}, {"verb": "TRACE"}, REPLACED),
+        ({"data": {}}, {"verb": "BOGUS"}, REPLACED),
+        ({"data": {}, "verb": ["DELETE"]}, None, REPLACED),
+        ({"data": {}, "verb": {"a": 1}}, None, REPLACED),
+        ({"data": {}, "verb": None}, None, REPLACED),
+        ({"data": {}}, {"verb": "PUT"}, REFUSED),  # PUT is not allowed on a document
     ],
     ids=lambda v: json.dumps(v)[:30],
 )
-async def test_verb_tunnelling_with_odd_values(api, master, envelope, params, expected):
-    created = await probe(api, "PUT", master.url(), data={"name": "t"}, token=master.token)
-    item = master.url(f"/{created.data['id']}")
-    reply = await probe(api, "POST", item, body=envelope, params=params, token=master.token)
-    assert reply.status == expected, reply.text[:300]
+async def test_verb_tunnelling_with_odd_values(api, hostile, envelope, params, effect):
+    created = await probe(api, "PUT", hostile.url(), data={"name": "t"}, token=hostile.token)
+    item = hostile.url(f"/{created.data['id']}")
+    reply = await probe(api, "POST", item, body=envelope, params=params, token=hostile.token)
+    after = await probe(api, "GET", item, token=hostile.token)
+    if effect == REFUSED:
+        assert_kazoo_error(reply, 405, "invalid_method")
+        assert after.body["revision"] == created.body["revision"]
+        return
+    assert reply.status == 200, reply.text[:300]
+    if effect == DELETED:
+        assert reply.data["_read_only"] == {"deleted": True}
+        assert_kazoo_error(after, 404, "bad_identifier")
+        return
+    assert after.data == reply.data and after.body["revision"].startswith("2-")
+    if effect == PATCHED:
+        assert reply.data["name"] == "t" and reply.data["x"] == 1
+    else:
+        assert "name" not in reply.data and "verb" not in reply.data
 
 
-async def test_verb_tunnelling_is_ignored_on_get(api, master):
-    created = await probe(api, "PUT", master.url(), data={"name": "t"}, token=master.token)
-    item = master.url(f"/{created.data['id']}")
-    reply = await probe(api, "GET", item, params={"verb": "DELETE"}, token=master.token)
+async def test_verb_tunnelling_is_ignored_on_get(api, hostile):
+    created = await probe(api, "PUT", hostile.url(), data={"name": "t"}, token=hostile.token)
+    item = hostile.url(f"/{created.data['id']}")
+    reply = await probe(api, "GET", item, params={"verb": "DELETE"}, token=hostile.token)
     assert reply.status == 200
-    assert (await probe(api, "GET", item, token=master.token)).status == 200
+    assert (await probe(api, "GET", item, token=hostile.token)).status == 200
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "status", "message"),
     [
-        {"X-Request-ID": "r" * 7_000},
-        {"X-Request-ID": "ü-é"},
-        {"X-Auth-Token": "x" * 7_000},
-        {"X-Auth-Token": "eyJ.eyJ.sig"},
-        {"Accept": "application/xml"},
-        {"Accept": ",,;;q=abc"},
-        {"If-Match": '"' + "x" * 5_000 + '"'},
-        {"If-None-Match": ",,,"},
-        {"Origin": "null", "Access-Control-Request-Method": "DELETE\u00ff"},
-        {"X-Auth-Account-ID": "\u00ff" * 40},
-        {"Content-Type": "application/json; charset=" + "x" * 3_000},
+        ({"X-Request-ID": "r" * 7_000}, 200, None),
+        ({"X-Request-ID": "ü-é"}, 200, None),
+        ({"X-Auth-Token": "x" * 7_000}, 401, "invalid_credentials"),
+        ({"X-Auth-Token": "eyJ.eyJ.sig"}, 401, "invalid_credentials"),
+        ({"Accept": "application/xml"}, 406, "not_acceptable"),
+        ({"Accept": ",,;;q=abc"}, 406, "not_acceptable"),  # nothing in it accepts JSON
+        ({"If-Match": '"' + "x" * 5_000 + '"'}, 200, None),  # a listing has no ETag
+        ({"If-None-Match": ",,,"}, 200, None),
+        ({"Origin": "null", "Access-Control-Request-Method": "DELETE\u00ff"}, 200, None),
+        ({"X-Auth-Account-ID": "\u00ff" * 40}, 401, "invalid_credentials"),
+        ({"Content-Type": "application/json; charset=" + "x" * 3_000}, 200, None),
     ],
-    ids=lambda h: next(iter(h)) + str(len(next(iter(h.values())))),
+    ids=lambda h: next(iter(h)) + str(len(next(iter(h.values())))) if isinstance(h, dict) else "",
 )
-async def test_odd_headers(api, master, headers):
+async def test_odd_headers(api, hostile, headers, status, message):
     headers = dict(headers)
-    token = headers.pop("X-Auth-Token", master.token)
-    reply = await probe(api, "GET", master.url(), token=token, headers=headers)
-    assert reply.status in (200, 304, 400, 401, 406, 412), reply.text[:300]
+    token = headers.pop("X-Auth-Token", hostile.token)
+    reply = await probe(api, "GET", hostile.url(), token=token, headers=headers)
+    if message is None:
+        assert reply.status == status, reply.text[:300]
+        assert isinstance(reply.data, list)
+    else:
+        assert_kazoo_error(reply, status, message)
 
 
-async def test_request_ids_that_are_not_utf8_are_replaced(api, master):
+async def test_request_ids_that_are_not_utf8_are_replaced(api, hostile):
     """Raw header bytes that are not UTF-8 cannot be echoed in X-Request-ID: the service
     uses its own id instead of failing to answer."""
     host, port = api.server.host, api.server.port
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
-        f"GET {master.url()} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {master.token}\r\n".encode()
+        f"GET {hostile.url()} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {hostile.token}\r\n".encode()
         + b"X-Request-ID: \xff\xfe\xc3\r\nConnection: close\r\n\r\n"
     )
     await writer.drain()

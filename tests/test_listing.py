@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import assert_kazoo_error, call
+from helpers import assert_kazoo_error, call, create_trunk
 
 from service.kazoo.start_keys import encode_start_key
 
@@ -10,8 +10,7 @@ from service.kazoo.start_keys import encode_start_key
 async def _fill(api, account, count: int) -> list[str]:
     ids = [f"doc-{index:03d}" for index in range(count)]
     for doc_id in ids:
-        reply = await call(api, "PUT", account.url(), data={"id": doc_id}, token=account.token)
-        assert reply.status == 201
+        await create_trunk(api, account, {"id": doc_id})
     return ids
 
 
@@ -138,3 +137,15 @@ async def test_missing_design_document_is_reinstalled(api, master, couch):
     await _fill(api, master, 2)
     reply = await call(api, "GET", master.url(), token=master.token)
     assert reply.data == ["doc-001", "doc-000"]
+
+
+async def test_a_start_key_past_the_end_key_is_an_empty_page(api, master):
+    await call(api, "PUT", master.url(), data={"name": "A trunk"}, token=master.token)
+    for params in (
+        {"start_key": "a", "end_key": "z"},  # descending by default: "a" is below "z"
+        {"start_key": "z", "end_key": "a", "ascending": "true"},
+        {"start_key": "a", "end_key": "z", "paginate": "false"},
+    ):
+        reply = await call(api, "GET", master.url(), params=params, token=master.token)
+        assert reply.status == 200, (params, reply.text)
+        assert reply.data == []

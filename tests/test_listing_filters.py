@@ -8,12 +8,13 @@ after filtering, and `next_start_key` is the key of the first row not returned.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from helpers import call
 
 from service.couchdb.client import CouchClient
 from service.kazoo.start_keys import decode_start_key, encode_start_key
+from service.stores.listing import FILTERED_SLICE_MAX
 
 Json = dict[str, Any]
 
@@ -26,19 +27,19 @@ async def bulk_write(couch: CouchClient, db: str, docs: list[Json]) -> None:
     assert all("error" not in row for row in body), body
 
 
-def trunk(doc_id: str, **fields: Any) -> Json:
+def stored_trunk(doc_id: str, **fields: Any) -> Json:
     """A connectivity doc as KAZOO stores it, written straight to CouchDB."""
     return {"_id": doc_id, "pvt_type": "sys_info", "pvt_vsn": "1", "servers": [], **fields}
 
 
-async def listed(api, account, **params: str) -> Any:
+async def listing(api, account, **params: str) -> Any:
     reply = await call(api, "GET", account.url(), token=account.token, params=params)
     assert reply.status == 200, reply.text
     return reply
 
 
 async def ids(api, account, **params: str) -> list[str]:
-    return (await listed(api, account, **params)).data
+    return (await listing(api, account, **params)).data
 
 
 async def test_filters_on_values_public_and_private(api, master):
@@ -89,11 +90,11 @@ async def test_key_and_value_presence(api, couch, master):
         couch,
         master.db,
         [
-            trunk("p-1", note="written", name="one"),
-            trunk("p-2", note="", name="two"),
-            trunk("p-3", note="0", name="three"),
-            trunk("p-4", name="four", note_list=[]),
-            trunk("p-5", name="five", note=None),
+            stored_trunk("p-1", note="written", name="one"),
+            stored_trunk("p-2", note="", name="two"),
+            stored_trunk("p-3", note="0", name="three"),
+            stored_trunk("p-4", name="four", note_list=[]),
+            stored_trunk("p-5", name="five", note=None),
         ],
     )
     assert await ids(api, master, has_key="note") == ["p-5", "p-3", "p-2", "p-1"]
@@ -111,7 +112,9 @@ async def test_key_and_value_presence(api, couch, master):
 
 
 async def test_bare_filter_key_means_true(api, couch, master):
-    await bulk_write(couch, master.db, [trunk("b-1", flagged=True), trunk("b-2", flagged=False)])
+    await bulk_write(
+        couch, master.db, [stored_trunk("b-1", flagged=True), stored_trunk("b-2", flagged=False)]
+    )
     reply = await call(api, "GET", master.url() + "?filter_flagged", token=master.token)
     assert reply.data == ["b-1"]
 
@@ -121,10 +124,10 @@ async def test_created_and_modified_ranges(api, couch, master):
         couch,
         master.db,
         [
-            trunk("t-1", pvt_created=63_800_000_100, pvt_modified=63_800_000_900),
-            trunk("t-2", pvt_created=63_800_000_200, pvt_modified=63_800_000_200),
-            trunk("t-3", pvt_created="63800000300", pvt_modified=63_800_000_300),
-            trunk("t-4"),
+            stored_trunk("t-1", pvt_created=63_800_000_100, pvt_modified=63_800_000_900),
+            stored_trunk("t-2", pvt_created=63_800_000_200, pvt_modified=63_800_000_200),
+            stored_trunk("t-3", pvt_created="63800000300", pvt_modified=63_800_000_300),
+            stored_trunk("t-4"),
         ],
     )
     # Inclusive bounds on pvt_created / pvt_modified (numeric strings count as numbers).
@@ -176,7 +179,7 @@ async def test_page_size_counts_documents_after_filtering(api, couch, master):
     await bulk_write(
         couch,
         master.db,
-        [trunk(doc_id, colour="red" if doc_id in keep else "blue") for doc_id in all_ids],
+        [stored_trunk(doc_id, colour="red" if doc_id in keep else "blue") for doc_id in all_ids],
     )
     for descending in (True, False):
         for page_size in (1, 4, 13):
@@ -188,7 +191,7 @@ async def test_page_size_counts_documents_after_filtering(api, couch, master):
                     params["ascending"] = "true"
                 if start is not None:
                     params["start_key"] = encode_start_key(start)
-                reply = await listed(api, master, **params)
+                reply = await listing(api, master, **params)
                 expected, next_key = kazoo_pages(all_ids, keep, page_size, descending, start)
                 assert reply.data == expected, (descending, page_size, start)
                 assert reply.body["page_size"] == len(expected)
@@ -207,13 +210,17 @@ async def test_a_full_page_followed_only_by_non_matching_rows(api, couch, master
     await bulk_write(
         couch,
         master.db,
-        [trunk("e-1", kind="x"), trunk("e-2", kind="y"), trunk("e-3", kind="y")],
+        [
+            stored_trunk("e-1", kind="x"),
+            stored_trunk("e-2", kind="y"),
+            stored_trunk("e-3", kind="y"),
+        ],
     )
-    first = await listed(api, master, filter_kind="x", page_size="1", ascending="true")
+    first = await listing(api, master, filter_kind="x", page_size="1", ascending="true")
     assert first.data == ["e-1"]
     # KAZOO cannot know that nothing else matches: it hands out the next key anyway.
     assert decode_start_key(first.body["next_start_key"]) == "e-2"
-    rest = await listed(
+    rest = await listing(
         api,
         master,
         filter_kind="x",
@@ -227,20 +234,34 @@ async def test_a_full_page_followed_only_by_non_matching_rows(api, couch, master
 
 
 async def test_unpaginated_filtered_listing(api, couch, master):
-    await bulk_write(couch, master.db, [trunk(f"u-{n:03d}", even=n % 2 == 0) for n in range(120)])
-    reply = await listed(api, master, filter_even="true", paginate="false")
+    await bulk_write(
+        couch, master.db, [stored_trunk(f"u-{n:03d}", even=n % 2 == 0) for n in range(120)]
+    )
+    reply = await listing(api, master, filter_even="true", paginate="false")
     assert reply.data == [f"u-{n:03d}" for n in range(118, -1, -2)]
     for key in ("page_size", "start_key", "next_start_key"):
         assert key not in reply.body
     # Other parameters do not filter, even one that switches filtering on by its prefix.
-    unfiltered = await listed(api, master, paginate="false", other="x", has_keyboard="x")
+    unfiltered = await listing(api, master, paginate="false", other="x", has_keyboard="x")
     assert len(unfiltered.data) == 120
 
 
-async def test_a_huge_page_size_with_filters_reads_bounded_slices(api, couch, master):
-    await bulk_write(couch, master.db, [trunk(f"h-{n}", n=n) for n in range(5)])
-    reply = await listed(api, master, filter_n='["not","a","number"]', page_size="9" * 20)
+async def test_a_huge_page_size_with_filters_reads_bounded_slices(
+    proxied_api, proxy, couch, master
+):
+    await bulk_write(couch, master.db, [stored_trunk(f"h-{n}", n=n) for n in range(5)])
+    proxy.clear()
+    reply = await listing(proxied_api, master, filter_n='["not","a","number"]', page_size="9" * 20)
     assert reply.data == []
-    reply = await listed(api, master, has_key="n", page_size="9" * 20)
+    reply = await listing(proxied_api, master, has_key="n", page_size="9" * 20)
     assert reply.data == ["h-4", "h-3", "h-2", "h-1", "h-0"]
     assert "next_start_key" not in reply.body
+    # Each view read asked for a slice of at most FILTERED_SLICE_MAX rows (+1 to know
+    # whether more follow), never for the page size the client named.
+    limits = [
+        int(query["limit"])
+        for _method, path in proxy.seen
+        if "crossbar_listing" in path
+        for query in [dict(parse_qsl(urlsplit(path).query))]
+    ]
+    assert limits and max(limits) <= FILTERED_SLICE_MAX + 1, limits

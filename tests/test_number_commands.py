@@ -14,18 +14,18 @@ from urllib.parse import quote
 
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
+from cli_runner import run_cli
 from faultproxy import FaultProxy
 from helpers import call
 from instances import proxied_instance
 from number_helpers import (
     copy_doc,
     fresh_number,
-    kazoo_connectivity,
     kazoo_number,
     npan,
     number_doc,
+    routing_trunk,
     store_number,
-    trunk,
 )
 
 from service.kazoo.ids import new_id, now_gregorian
@@ -53,7 +53,7 @@ async def test_import_numbers_from_a_csv_file(couch, couch_url, make_account, tm
         f"{first}\n",
         encoding="utf-8",
     )
-    code, out, err = await kazoo_connectivity(
+    code, out, err = await run_cli(
         "import-numbers", "--account", account.id, str(csv_file), couch_url=couch_url
     )
     assert code == 1, err  # two rows failed
@@ -73,7 +73,7 @@ async def test_import_numbers_from_a_csv_file(couch, couch_url, make_account, tm
     assert (await number_doc(couch, reserved))["pvt_state"] == "reserved"
     assert await copy_doc(couch, account.id, first) is not None
     assert (await number_doc(couch, foreign))["pvt_assigned_to"] == other.id
-    code, _, err = await kazoo_connectivity(
+    code, _, err = await run_cli(
         "import-numbers", "--account", "0" * 32, str(csv_file), couch_url=couch_url
     )
     assert code == 1 and "does not exist" in err
@@ -82,7 +82,7 @@ async def test_import_numbers_from_a_csv_file(couch, couch_url, make_account, tm
 def sys_info(account, servers_dids: list[list[str]]) -> dict:
     """A connectivity doc as KAZOO stores it, written around the API (as replication does)."""
     now = now_gregorian()
-    doc = trunk(*servers_dids)
+    doc = routing_trunk(*servers_dids)
     doc.update(
         _id=new_id(),
         account={"auth_realm": account.realm},
@@ -114,7 +114,7 @@ async def test_ensure_numbers_repairs_usage_and_copies_and_reports_duplicates(
         mine = (unassigned, stale, no_copy, twice)
         return {(f["action"], f["number"]): f for f in json_lines(out) if f["number"] in mine}
 
-    code, out, err = await kazoo_connectivity("ensure-numbers", "--dry-run", couch_url=couch_url)
+    code, out, err = await run_cli("ensure-numbers", "--dry-run", couch_url=couch_url)
     assert code == 0, err
     planned = ours(out)
     assert set(planned) == {
@@ -131,7 +131,7 @@ async def test_ensure_numbers_repairs_usage_and_copies_and_reports_duplicates(
         {"connectivity_id": first["_id"], "path": f"servers.1.DIDs.{twice}"},
     ]
 
-    code, out, err = await kazoo_connectivity("ensure-numbers", couch_url=couch_url)
+    code, out, err = await run_cli("ensure-numbers", couch_url=couch_url)
     assert code == 0, err
     assert set(ours(out)) == set(planned)
     assert "duplicate DIDs" in err
@@ -144,7 +144,7 @@ async def test_ensure_numbers_repairs_usage_and_copies_and_reports_duplicates(
     for doc in (first, second):
         assert (await couch.get_doc(account.db, doc["_id"]))["servers"] == doc["servers"]
 
-    code, out, _ = await kazoo_connectivity("ensure-numbers", couch_url=couch_url)
+    code, out, _ = await run_cli("ensure-numbers", couch_url=couch_url)
     assert set(ours(out)) == {("duplicate_did", twice)}
 
 
@@ -164,7 +164,9 @@ async def test_a_failed_number_update_is_retried_once(faulty, proxy, couch, make
     await store_number(couch, kazoo_number(number, owner=account.id))
     proxy.clear()
     proxy.inject("respond", method="PUT", path_contains=f"/{quote(number, safe='')}", status=500)
-    reply = await call(faulty, "PUT", account.url(), data=trunk([number]), token=account.token)
+    reply = await call(
+        faulty, "PUT", account.url(), data=routing_trunk([number]), token=account.token
+    )
     assert reply.status == 201, reply.text
     assert len(proxy.injected) == 1
     assert (await number_doc(couch, number))["pvt_used_by"] == "trunkstore"
@@ -180,7 +182,7 @@ async def test_a_number_update_that_keeps_failing_never_loses_the_write(
     proxy.inject(
         "respond", method="PUT", path_contains=f"/{quote(number, safe='')}", status=500, times=None
     )
-    doc = trunk([number])
+    doc = routing_trunk([number])
     doc["servers"][0]["auth"] = {"auth_user": "pbx", "auth_password": "never-logged-secret"}
     with caplog.at_level(logging.INFO):
         reply = await call(faulty, "PUT", account.url(), data=doc, token=account.token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import assert_kazoo_error, call
 from number_helpers import (
     copy_doc,
@@ -10,8 +11,8 @@ from number_helpers import (
     npan,
     number_doc,
     numbers_url,
+    routing_trunk,
     store_number,
-    trunk,
 )
 
 from service.couchdb.client import DocumentNotFound
@@ -131,7 +132,7 @@ async def test_listing_shows_the_accounts_numbers_with_used_by(api, couch, maste
     for number in (first, second):
         created = await call(api, "PUT", numbers_url(customer.id, number), token=master.token)
         assert created.status == 201
-    await call(api, "PUT", customer.url(), data=trunk([first]), token=customer.token)
+    await call(api, "PUT", customer.url(), data=routing_trunk([first]), token=customer.token)
     reply = await call(api, "GET", numbers_url(customer.id), token=customer.token)
     assert reply.status == 200
     numbers = reply.data["numbers"]
@@ -235,10 +236,31 @@ async def test_delete_of_a_carrier_number_makes_it_available(api, couch, custome
 
 
 async def test_hard_delete_is_for_superduper_admins(api, couch, master, customer):
-    number = fresh_number()
-    await store_number(couch, kazoo_number(number, owner=customer.id, module="knm_bandwidth2"))
+    kept, gone = fresh_number(), fresh_number()
+    for number in (kept, gone):
+        await store_number(couch, kazoo_number(number, owner=customer.id, module="knm_bandwidth2"))
+    # Asked by the owner, `hard` is not heard: a carrier number is only released.
+    hard = {"hard": "true"}
+    released = await call(
+        api, "DELETE", numbers_url(customer.id, kept), token=customer.token, params=hard
+    )
+    assert released.status == 200 and released.data["state"] == "available"
+    assert "pvt_assigned_to" not in await number_doc(couch, kept)
+    # Asked by a superduper admin, the number is deleted outright, copy and all.
     reply = await call(
-        api, "DELETE", numbers_url(customer.id, number), token=master.token, params={"hard": "true"}
+        api, "DELETE", numbers_url(customer.id, gone), token=master.token, params=hard
     )
     assert reply.status == 200 and reply.data["_read_only"]["state"] == "deleted"
-    assert await copy_doc(couch, customer.id, number) is None
+    with pytest.raises(DocumentNotFound):
+        await number_doc(couch, gone)
+    assert await copy_doc(couch, customer.id, gone) is None
+
+
+async def test_a_number_too_short_for_a_database_is_not_reconcilable(api, master):
+    reply = await call(api, "PUT", numbers_url(master.id, "00"), data={}, token=master.token)
+    assert assert_kazoo_error(reply, 404, "not_reconcilable") == {
+        "code": 404,
+        "error": "not_reconcilable",
+        "message": "number 00 is not reconcilable",
+        "cause": "00",
+    }

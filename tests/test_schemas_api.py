@@ -67,9 +67,11 @@ async def test_validation_answers_the_document_as_it_would_be_stored(api, master
 
 
 async def test_validation_saves_nothing(api, master):
-    await call(
+    checked = await call(
         api, "PUT", "/v2/schemas/connectivity/validation", data=PBX_TRUNK, token=master.token
     )
+    assert checked.status == 200, checked.text
+    assert checked.data["name"] == PBX_TRUNK["name"]
     listing = await call(api, "GET", master.url(), token=master.token)
     assert listing.status == 200, listing.text
     assert listing.data == []

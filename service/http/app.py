@@ -11,7 +11,7 @@ from aiohttp import web
 
 from service import fast_json
 from service.config import Settings
-from service.couchdb.client import CouchClient, CouchUnreachable
+from service.couchdb.client import CouchClient, CouchError, CouchUnreachable
 from service.couchdb.runtime import CouchHandle, open_couch
 from service.couchdb.view_maintenance import VIEW_CHECK, start_view_check, stop_view_check
 from service.http.envelope import JSON_TYPE
@@ -20,7 +20,6 @@ from service.http.pipeline import dispatch
 from service.http.server import IN_FLIGHT, InFlight, track_in_flight
 from service.http.services import SERVICES, Services
 from service.kazoo.validation import SchemaValidator, schema_path
-from service.numbers import did_index
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         feeds = CouchClient(
             handle.url,
             timeout=settings.couch_timeout,
-            connections=settings.read_cache_databases + did_index.MAX_DATABASES + 1,
+            connections=settings.read_cache_databases + settings.did_index_databases + 1,
         )
         await feeds.open()
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
@@ -117,3 +116,8 @@ async def _bootstrap(services: Services) -> None:
         await services.keys.signing_key()
     except CouchUnreachable:
         log.warning("couchdb unreachable at start-up; will retry on demand")
+    except CouchError as exc:
+        # E.g. a wrong admin password (401) or a user without admin rights (403): the
+        # service still starts, and every request CouchDB refuses is a 503
+        # `datastore_fault` (README, Errors) until the operator fixes the credentials.
+        log.error("couchdb refused the service at start-up", extra={"couch_status": exc.status})

@@ -1,6 +1,6 @@
 """The request pipeline in Crossbar's order, so the same error wins (§1).
 
-body/envelope (400/413) → expired token (401) → path (404) → verb (405/501) →
+body/envelope (400/413) → expired token (401) → path (404) → verb (405) →
 account (404) → rate limit (429) → authentication (401) → authorization (403) →
 Accept (406) → resource validation and execution.
 """

@@ -89,7 +89,7 @@ class Services:
             max_bytes=settings.read_cache_mb * 1024 * 1024,
             max_dbs=settings.read_cache_databases,
         )
-        did_index = DidIndex(hub, client)
+        did_index = DidIndex(hub, client, max_dbs=settings.did_index_databases)
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.

@@ -277,10 +277,6 @@ def precondition_failed() -> KazooError:
     return KazooError(412, "precondition_failed", {"message": "precondition failed"})
 
 
-def not_implemented(method: str) -> KazooError:
-    return KazooError(501, "not_implemented", {"message": f"method {method} not implemented"})
-
-
 def account_has_descendants() -> KazooError:
     # cb_accounts refuses to delete an account that still has (live) sub-accounts.
     return KazooError(400, "account_has_descendants", {"message": "account has descendants"})

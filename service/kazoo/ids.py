@@ -10,7 +10,6 @@ import uuid
 GREGORIAN_OFFSET = 62_167_219_200
 
 ACCOUNT_ID_LENGTH = 32
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 # KAZOO treats these `id` values as "no id given" (kz_term:is_empty/1).
 # KAZOO's database of every account's copy of its account doc (kzs_util, §7.1).
@@ -46,10 +45,6 @@ def is_storable_account_id(value: str) -> bool:
     account id KAZOO or this service creates is 32 lowercase hex and passes.
     """
     return bool(_STORABLE_ACCOUNT_ID.match(value))
-
-
-def is_generated_account_id(value: str) -> bool:
-    return bool(_HEX32.match(value))
 
 
 def account_db(account_id: str) -> str:

@@ -102,9 +102,13 @@ class _Index:
 
 
 class DidIndex:
-    def __init__(self, feeds: FeedHub, client: CouchClient) -> None:
+    def __init__(
+        self, feeds: FeedHub, client: CouchClient, *, max_dbs: int = MAX_DATABASES
+    ) -> None:
         self._feeds = feeds
         self._client = client
+        # At most this many accounts indexed at once; 0: none (the view answers).
+        self._max_dbs = max_dbs
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
         # Databases found too big to index -> when that was found.
         self._too_big: dict[str, float] = {}
@@ -175,9 +179,9 @@ class DidIndex:
             return index
         # Building reads every doc of the account: worth it for an account written to
         # again and again, not for each one written once.
-        if not self._written_often(db, now):
+        if self._max_dbs == 0 or not self._written_often(db, now):
             return None
-        if len(self._indexes) >= MAX_DATABASES:
+        if len(self._indexes) >= self._max_dbs:
             oldest = next(iter(self._indexes.values()))
             if now - oldest.used_at < IDLE_SECONDS:
                 return None
