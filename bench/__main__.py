@@ -24,6 +24,7 @@ from .scaling import listing_at_sizes, many_accounts
 from .setup import prepare
 from .stack import Stack, running_stack
 from .workloads import Client, Fixture, pairings, uncached_pairings
+from .writes import writes_at_sizes
 
 _started = time.perf_counter()
 
@@ -98,6 +99,7 @@ async def measure(
         clients, fx, plan, (watched, Watched(stack.uncached_pid, stack.couch_pid))
     )
     peak_after_main = procstat.peak_rss_mb(stack.service_pid)
+    write_sizes = await writes_at_sizes(couch, client, ledger, plan, watched, progress)
     sizes = await listing_at_sizes(couch, client, ledger, fx, plan, watched, progress)
     accounts = await many_accounts(couch, client, ledger, plan, watched, progress)
     peak = procstat.peak_rss_mb(stack.service_pid)
@@ -112,6 +114,9 @@ async def measure(
         *report.pair_table(pairs),
         *report.LEGEND,
         "",
+        "Writes as the account grows",
+        *report.writes_table(write_sizes),
+        "",
         "Listing as the account grows",
         *report.scaling_table(sizes),
         "",
@@ -121,7 +126,7 @@ async def measure(
         f"service memory: peak RSS {peak:.0f} MB ({peak_after_main:.0f} MB after the main table)",
         "",
         "Targets",
-        *(v.line() for v in report.verdicts(pairs, peak)),
+        *(v.line() for v in report.verdicts(pairs, peak, write_sizes, accounts)),
     ]
 
 

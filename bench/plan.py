@@ -35,6 +35,7 @@ class Plan:
     scaling_ops: int
     scaling_repeats: int
     accounts: int
+    write_sizes: tuple[int, ...]
     first_list_samples: int
 
     def consumed_per_side(self, name: str) -> int:
@@ -74,6 +75,7 @@ def full() -> Plan:
         scaling_ops=200,
         scaling_repeats=3,
         accounts=1_000,
+        write_sizes=(200, 10_000),
         first_list_samples=10,
     )
 
@@ -89,5 +91,6 @@ def quick() -> Plan:
         scaling_ops=100,
         scaling_repeats=3,
         accounts=200,
+        write_sizes=(200, 10_000),
         first_list_samples=5,
     )

@@ -7,10 +7,16 @@ from dataclasses import dataclass
 
 from .runner import Pair
 from .scaling import ListingAtSize, ManyAccounts
+from .writes import WritesAtSize
 
 THROUGHPUT_TARGET = 0.8
 ADDED_P50_TARGET_MS = 0.5
 RSS_TARGET_MB = 150.0
+WRITE_THROUGHPUT_TARGET = 0.6
+WRITE_ADDED_P50_TARGET_MS = 2.0
+WRITES_FLAT_TARGET = 0.8  # 10,000 docs vs 200: within 20 %
+SPREAD_TARGET = 0.5
+WRITES = ("PUT (create)", "POST (replace)", "PATCH (merge)")
 
 HEADER = (
     f"{'operation':<22}{'conc':>5} |{'API ops/s':>10}{'raw ops/s':>10}{'ratio':>7} |"
@@ -83,8 +89,16 @@ def accounts_section(result: ManyAccounts) -> list[str]:
         f"(then {result.second_view_raw_ms:.1f} ms)",
         "",
         *pair_table(result.get_pairs),
+        pair_line(result.spread_put),
         f"service RSS after touching {result.accounts:,} accounts: {result.service_rss_mb:.0f} MB",
     ]
+    return lines
+
+
+def writes_table(rows: list[WritesAtSize]) -> list[str]:
+    lines = pair_table(row.put for row in rows)
+    lines.append("PUT of a trunk with 2 servers and 10 new DIDs, concurrency 16; the raw side")
+    lines.append("PUTs the same doc as the service would store it into the same account")
     return lines
 
 
@@ -98,10 +112,15 @@ class Verdict:
         return f"  {'met   ' if self.met else 'MISSED'}  {self.target:<52} {self.value}"
 
 
-def verdicts(pairs: list[Pair], peak_rss_mb: float) -> list[Verdict]:
+def verdicts(
+    pairs: list[Pair],
+    peak_rss_mb: float,
+    sizes: list[WritesAtSize],
+    accounts: ManyAccounts,
+) -> list[Verdict]:
     found = {(p.name, p.concurrency): p for p in pairs}
     results = []
-    for name in ("GET one doc", "PUT (create)", "list 1 page of 50"):
+    for name in ("GET one doc", "list 1 page of 50"):
         pair = found[(name, 16)]
         results.append(
             Verdict(
@@ -119,11 +138,55 @@ def verdicts(pairs: list[Pair], peak_rss_mb: float) -> list[Verdict]:
                 pair.added_p50_ms <= ADDED_P50_TARGET_MS,
             )
         )
+    results.extend(write_verdicts(found, sizes, accounts))
     results.append(
         Verdict(
             f"service peak RSS ≤ {RSS_TARGET_MB:.0f} MB",
             f"{peak_rss_mb:.0f} MB",
             peak_rss_mb <= RSS_TARGET_MB,
+        )
+    )
+    return results
+
+
+def write_verdicts(
+    found: dict[tuple[str, int], Pair], sizes: list[WritesAtSize], accounts: ManyAccounts
+) -> list[Verdict]:
+    results = []
+    for name in WRITES:
+        pair = found[(name, 16)]
+        results.append(
+            Verdict(
+                f"{name}: throughput at c16 ≥ {WRITE_THROUGHPUT_TARGET} x raw",
+                f"{pair.throughput_ratio:.2f}x",
+                pair.throughput_ratio >= WRITE_THROUGHPUT_TARGET,
+            )
+        )
+    for name in WRITES:
+        pair = found[(name, 1)]
+        results.append(
+            Verdict(
+                f"{name}: added p50 at c1 ≤ {WRITE_ADDED_P50_TARGET_MS} ms",
+                f"{pair.added_p50_ms:+.2f} ms",
+                pair.added_p50_ms <= WRITE_ADDED_P50_TARGET_MS,
+            )
+        )
+    small, big = sizes[0], sizes[-1]
+    flat = big.put.api.ops_per_s / small.put.api.ops_per_s
+    results.append(
+        Verdict(
+            f"PUT into {big.docs:,} docs ≥ {WRITES_FLAT_TARGET} x PUT into {small.docs:,}",
+            f"{flat:.2f}x (ratios to raw {big.put.throughput_ratio:.2f}"
+            f" / {small.put.throughput_ratio:.2f})",
+            flat >= WRITES_FLAT_TARGET,
+        )
+    )
+    spread = accounts.spread_put
+    results.append(
+        Verdict(
+            f"{spread.name}: c16 ≥ {SPREAD_TARGET} x raw",
+            f"{spread.throughput_ratio:.2f}x",
+            spread.throughput_ratio >= SPREAD_TARGET,
         )
     )
     return results

@@ -19,6 +19,7 @@ from .plan import CONCURRENCIES, Plan
 from .runner import Pair, Watched, interleaved
 from .setup import SEED, account_ref, build_index, fill, new_account
 from .workloads import Client, Fixture, Pairing, connectivity_path, list_page, view_url
+from .writes import spread_writes
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ManyAccounts:
     first_view_raw_ms: float
     second_view_raw_ms: float
     get_pairs: list[Pair]
+    spread_put: Pair
     service_rss_mb: float
 
 
@@ -173,6 +175,8 @@ async def many_accounts(
                 watched=watched,
             )
         )
+    progress(f"PUT across {plan.accounts:,} accounts with the reseller's token")
+    spread_put = await spread_writes(client, children, token, plan, watched)
     return ManyAccounts(
         accounts=plan.accounts,
         create_seconds=create_seconds,
@@ -181,5 +185,6 @@ async def many_accounts(
         first_view_raw_ms=statistics.median(raw_first),
         second_view_raw_ms=statistics.median(raw_second),
         get_pairs=pairs,
+        spread_put=spread_put,
         service_rss_mb=procstat.rss_mb(watched.service_pid),
     )

@@ -1,0 +1,132 @@
+"""Writes as the account grows, and writes spread over many accounts.
+
+A write's own cost should not depend on how many docs the account already holds, nor on
+whether traffic lands on one account or on a thousand (service/numbers/did_guard.py).
+Each trunk here has the shape the issue measured: 2 servers, 10 DIDs nobody uses yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service.couchdb.client import CouchClient
+from service.kazoo.ids import new_id
+from service.stores.accounts import AccountStore
+
+from .data import AccountRef, public_doc
+from .ledger import Ledger
+from .plan import Plan
+from .runner import OpFn, Pair, Watched, interleaved
+from .setup import SEED, build_index, fill, new_account
+from .workloads import DID_VIEW, Client, connectivity_path, encode, stored_like
+
+Json = dict[str, Any]
+
+
+def issue_trunk(rng: random.Random, realm: str) -> Json:
+    """2 servers, 5 new DIDs each."""
+    doc = public_doc(rng, realm)
+    while len(doc["servers"]) < 2:
+        doc = public_doc(rng, realm)
+    doc["servers"] = doc["servers"][:2]
+    fresh = public_doc(rng, realm)  # numbers nobody has seen: the generator counts up
+    numbers = [n for s in fresh["servers"] for n in s["DIDs"]]
+    while len(numbers) < 10:
+        numbers += [n for s in public_doc(rng, realm)["servers"] for n in s["DIDs"]]
+    for index, server in enumerate(doc["servers"]):
+        server["DIDs"] = {n: {} for n in numbers[index * 5 : index * 5 + 5]}
+    return doc
+
+
+@dataclass(frozen=True)
+class WritesAtSize:
+    docs: int
+    put: Pair  # concurrency 16
+
+
+def put_into(
+    client: Client,
+    rng: random.Random,
+    pick: Callable[[int], tuple[AccountRef, str]],
+) -> tuple[OpFn, OpFn]:
+    async def api(index: int, _worker: int) -> None:
+        account, token = pick(index)
+        body = encode({"data": issue_trunk(rng, account.realm)})
+        await client.api("PUT", connectivity_path(account), token, 201, body)
+
+    async def raw(index: int, _worker: int) -> None:
+        account, _token = pick(index)
+        doc = {"_id": new_id(), **stored_like(issue_trunk(rng, account.realm), account)}
+        await client.couch("PUT", client.doc_url(account.db, doc["_id"]), 201, encode(doc))
+
+    return api, raw
+
+
+async def writes_at_sizes(
+    couch: CouchClient,
+    client: Client,
+    ledger: Ledger,
+    plan: Plan,
+    watched: Watched,
+    progress: Callable[[str], None],
+) -> list[WritesAtSize]:
+    rng = random.Random(SEED + 3)
+    store = AccountStore(couch)
+    rows = []
+    for size in plan.write_sizes:
+        progress(f"PUT into an account of {size:,} docs")
+        account, token = await new_account(store, client, ledger, f"Bench writes {size}")
+        await fill(couch, account, size, rng)
+        # What a first write would wait for once, excluded from the timing.
+        await build_index(client, account, DID_VIEW)
+        api, raw = put_into(client, rng, lambda _i, a=account, t=token: (a, t))
+        runs = plan.runs["PUT (create)"]
+        pair = await interleaved(
+            f"PUT into {size:,} docs",
+            api,
+            raw,
+            ops=runs.ops(16),
+            concurrency=16,
+            repeats=runs.repeats,
+            watched=watched,
+            warmup=runs.warmup_ops(16),
+        )
+        rows.append(WritesAtSize(size, pair))
+    return rows
+
+
+async def spread_writes(
+    client: Client,
+    children: list[tuple[AccountRef, str]],
+    token: str,
+    plan: Plan,
+    watched: Watched,
+) -> Pair:
+    """PUTs over `children`, each account written once or twice by each side."""
+    rng = random.Random(SEED + 4)
+    order = list(children)
+    rng.shuffle(order)
+
+    # Each side walks the accounts on its own: over the repeats, an account gets one
+    # write from each side, then (past len(order) writes) a second.
+    turns = {"api": itertools.count(), "raw": itertools.count()}
+
+    def picker(side: str) -> Callable[[int], tuple[AccountRef, str]]:
+        return lambda _index: (order[next(turns[side]) % len(order)][0], token)
+
+    api, _ = put_into(client, rng, picker("api"))
+    _, raw = put_into(client, rng, picker("raw"))
+    ops = max(16, min(len(order), plan.runs["PUT (create)"].ops(16) * 2))
+    return await interleaved(
+        f"PUT over {len(order):,} accounts",
+        api,
+        raw,
+        ops=ops,
+        concurrency=16,
+        repeats=plan.scaling_repeats,
+        watched=watched,
+    )
