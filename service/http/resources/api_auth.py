@@ -6,10 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from service.auth.tokens import issue_token
-from service.http.context import AuthInfo, RequestContext
+from service.http.context import RequestContext
 from service.http.envelope import render, success_body
-from service.http.resources.auth_answer import auth_answer
+from service.http.resources.auth_answer import auth_answer, sign_in
 from service.http.services import SERVICES
 from service.kazoo import errors
 
@@ -37,11 +36,7 @@ class ApiAuthResource:
             services.auth_failures.record_failure(client)
             # cb_api_auth answers an unknown key with crossbar_util:response_bad_identifier/2.
             raise errors.bad_document_id(api_key)
-        issued = await issue_token(services.keys, account)
-        ctx.auth_token = issued.token
-        ctx.auth = AuthInfo(
-            account_id=account["_id"], account=account, token=issued.token, claims=issued.claims
-        )
+        await sign_in(ctx, services.keys, account)
         return render(ctx, success_body(ctx, auth_answer(account)), 201)
 
 

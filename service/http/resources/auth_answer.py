@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.auth.keys import AuthKeys
+from service.auth.tokens import issue_token
+from service.http.context import AuthInfo, RequestContext
+
 Json = dict[str, Any]
 
 
@@ -27,3 +31,24 @@ def auth_answer(account: Json, owner_id: str | None = None) -> Json:
         }
     )
     return answer
+
+
+async def sign_in(
+    ctx: RequestContext,
+    keys: AuthKeys,
+    account: Json,
+    *,
+    user: Json | None = None,
+    method: str = "cb_api_auth",
+) -> None:
+    """Issues the caller's token and makes it this request's, so that the answer's
+    envelope carries it (`auth_token`), as after any authenticated request."""
+    issued = await issue_token(keys, account, user=user, method=method)
+    ctx.auth_token = issued.token
+    ctx.auth = AuthInfo(
+        account_id=account["_id"],
+        account=account,
+        token=issued.token,
+        claims=issued.claims,
+        owner_id=user["_id"] if user is not None else None,
+    )

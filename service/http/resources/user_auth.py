@@ -14,10 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from service.auth.tokens import issue_token
-from service.http.context import AuthInfo, RequestContext
+from service.http.context import RequestContext
 from service.http.envelope import render, success_body
-from service.http.resources.auth_answer import auth_answer
+from service.http.resources.auth_answer import auth_answer, sign_in
 from service.http.services import SERVICES, Services
 from service.kazoo import apps, errors
 from service.kazoo.users import without_secrets
@@ -51,15 +50,7 @@ class UserAuthResource:
         except errors.KazooError:
             services.auth_failures.record_failure(client)
             raise
-        issued = await issue_token(services.keys, login.account, user=login.user, method=METHOD)
-        ctx.auth_token = issued.token
-        ctx.auth = AuthInfo(
-            account_id=login.account["_id"],
-            account=login.account,
-            token=issued.token,
-            claims=issued.claims,
-            owner_id=login.user["_id"],
-        )
+        await sign_in(ctx, services.keys, login.account, user=login.user, method=METHOD)
         return render(ctx, success_body(ctx, _answer(login)), 201)
 
 
