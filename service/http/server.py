@@ -2,7 +2,7 @@
 
 aiohttp's own graceful shutdown stops reading from every open connection at once, so a
 client still sending its body when SIGTERM arrives can never finish and is cut when the
-grace period ends (aiohttp issue #2298). Here the listening socket closes first, the
+grace period ends (seen with aiohttp 3.x). Here the listening socket closes first, the
 requests already under way get `CONNECTIVITY_SHUTDOWN_GRACE` seconds to finish, uploads
 included, and only then does aiohttp close whatever is left.
 """
