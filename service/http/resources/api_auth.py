@@ -8,7 +8,7 @@ from aiohttp import web
 
 from service.http.context import RequestContext
 from service.http.envelope import render, success_body
-from service.http.resources.auth_answer import auth_answer, sign_in
+from service.http.resources.auth_answer import auth_answer, login_attempt, sign_in
 from service.http.services import SERVICES
 from service.kazoo import errors
 
@@ -23,19 +23,12 @@ class ApiAuthResource:
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]
-        client = ctx.client_ip or "unknown"
-        if not services.auth_failures.allows(client):
-            raise errors.too_many_requests()
-        try:
+        with login_attempt(ctx, services.auth_failures):
             api_key = _api_key(ctx.data)
-        except errors.KazooError:
-            services.auth_failures.record_failure(client)
-            raise
-        account = await services.accounts.find_by_api_key(api_key)
-        if account is None:
-            services.auth_failures.record_failure(client)
-            # cb_api_auth answers an unknown key with crossbar_util:response_bad_identifier/2.
-            raise errors.bad_document_id(api_key)
+            account = await services.accounts.find_by_api_key(api_key)
+            if account is None:
+                # cb_api_auth answers an unknown key with crossbar_util:response_bad_identifier/2.
+                raise errors.bad_document_id(api_key)
         await sign_in(ctx, services.keys, account)
         return render(ctx, success_body(ctx, auth_answer(account)), 201)
 

@@ -7,11 +7,15 @@ Shared by every endpoint that hands out or describes a token: `api_auth`,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from service.auth.keys import AuthKeys
+from service.auth.rate_limit import FailureLimiter
 from service.auth.tokens import issue_token
 from service.http.context import AuthInfo, RequestContext
+from service.kazoo import errors
 
 Json = dict[str, Any]
 
@@ -52,3 +56,17 @@ async def sign_in(
         claims=issued.claims,
         owner_id=user["_id"] if user is not None else None,
     )
+
+
+@contextmanager
+def login_attempt(ctx: RequestContext, limiter: FailureLimiter) -> Iterator[None]:
+    """A login under the failed-login limit (§10.5): 429 once the client has failed too
+    often; any KAZOO error leaving the block (a refused login) counts as a failure."""
+    client = ctx.client_ip or "unknown"
+    if not limiter.allows(client):
+        raise errors.too_many_requests()
+    try:
+        yield
+    except errors.KazooError:
+        limiter.record_failure(client)
+        raise

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from service.http.context import RequestContext
 from service.http.envelope import render, success_body
-from service.http.resources.auth_answer import auth_answer, sign_in
+from service.http.resources.auth_answer import auth_answer, login_attempt, sign_in
 from service.http.services import SERVICES, Services
 from service.kazoo import apps, errors
 from service.kazoo.users import without_secrets
@@ -36,20 +36,13 @@ class UserAuthResource:
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]
-        client = ctx.client_ip or "unknown"
-        if not services.auth_failures.allows(client):
-            raise errors.too_many_requests()
-        try:
-            login = await services.logins.log_in(_validated(services, ctx.data))
-        except LoginFailed:
-            services.auth_failures.record_failure(client)
-            raise errors.invalid_credentials() from None
-        except AccountLocked as locked:
-            services.auth_failures.record_failure(client)
-            raise errors.account_locked(locked.reason, locked.cause) from None
-        except errors.KazooError:
-            services.auth_failures.record_failure(client)
-            raise
+        with login_attempt(ctx, services.auth_failures):
+            try:
+                login = await services.logins.log_in(_validated(services, ctx.data))
+            except LoginFailed:
+                raise errors.invalid_credentials() from None
+            except AccountLocked as locked:
+                raise errors.account_locked(locked.reason, locked.cause) from None
         await sign_in(ctx, services.keys, login.account, user=login.user, method=METHOD)
         return render(ctx, success_body(ctx, _answer(login)), 201)
 
