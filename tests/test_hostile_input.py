@@ -396,7 +396,6 @@ ODD_QUERIES = [
 ]
 
 
-
 # Decisions for odd query strings: ignored (the listing answers), or KAZOO's 404
 # `faulty_request` for a page size that is not a positive integer. A document's GET
 # ignores them all.

@@ -355,6 +355,28 @@ class CouchClient:
         _expect(status, body, (200,), f"GET /{db}")
         return dict(body)
 
+    async def changes(
+        self, db: str, *, since: Any = "0", limit: int | None = None, include_docs: bool = False
+    ) -> Json:
+        """One `GET /{db}/_changes` (normal feed): `results` and `last_seq`."""
+        params = {"since": since if isinstance(since, str) else json.dumps(since)}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if include_docs:
+            params["include_docs"] = "true"
+        status, body = await self.request("GET", f"{quote_db(db)}/_changes", params=params)
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (200,), f"GET /{db}/_changes")
+        return dict(body)
+
+    async def bulk_docs(self, db: str, docs: list[Json]) -> list[Json]:
+        """`POST /{db}/_bulk_docs`: one result per doc, `{"id", "rev"}` or `{"id", "error"}`
+        (a `conflict` when the doc exists and no matching `_rev` was given)."""
+        status, body = await self.request("POST", f"{quote_db(db)}/_bulk_docs", body={"docs": docs})
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (201, 202), f"POST /{db}/_bulk_docs")
+        return [row for row in body if isinstance(row, dict)] if isinstance(body, list) else []
+
     # -- views -------------------------------------------------------------------------
 
     async def view(self, db: str, ddoc: str, view: str, **params: Any) -> Json:

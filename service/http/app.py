@@ -70,7 +70,7 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         feeds = CouchClient(
             handle.url,
             timeout=settings.couch_timeout,
-            connections=settings.read_cache_databases + settings.did_index_databases + 1,
+            connections=settings.read_cache_databases + 1,
         )
         await feeds.open()
         validator = SchemaValidator.from_file(schema_path(), strict=settings.strict_validation)
@@ -90,6 +90,8 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         await services.account_cache.stop()
         services.reads.stop()
         services.did_index.stop()
+        if services.did_claims is not None:
+            await services.did_claims.stop()
         await services.feeds.stop()
         await feeds.close()
         await client.close()
@@ -114,6 +116,8 @@ async def _bootstrap(services: Services) -> None:
     try:
         await services.accounts.ensure_system_databases()
         await services.keys.signing_key()
+        if services.did_claims is not None:
+            await services.did_claims.ensure_database()
     except CouchUnreachable:
         log.warning("couchdb unreachable at start-up; will retry on demand")
     except CouchError as exc:

@@ -24,6 +24,7 @@ from service.events.publisher import EventPublisher, publisher_for
 from service.http.client_address import Network, parse_networks
 from service.kazoo.ids import account_db
 from service.kazoo.validation import SchemaValidator, schema_path
+from service.numbers.did_claims import DidClaims
 from service.numbers.did_guard import DidGuard
 from service.numbers.did_index import DidIndex
 from service.numbers.phone_numbers import PhoneNumbers
@@ -61,6 +62,7 @@ class Services:
     reads: ReadCache
     # Which trunk routes which number, per account written to (numbers/did_index.py).
     did_index: DidIndex
+    did_claims: DidClaims | None
     # The account databases' changes feeds both of them follow.
     feeds: FeedHub
     # Crossbar's per client/account request buckets, and whose X-Forwarded-For to believe.
@@ -89,7 +91,12 @@ class Services:
             max_bytes=settings.read_cache_mb * 1024 * 1024,
             max_dbs=settings.read_cache_databases,
         )
-        did_index = DidIndex(hub, client, max_dbs=settings.did_index_databases)
+        did_index = DidIndex(
+            client, max_dbs=settings.did_index_databases, max_numbers=settings.did_index_numbers
+        )
+        did_claims = (
+            DidClaims(client, expiry=settings.did_claim_seconds) if settings.claims_dids else None
+        )
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
@@ -115,7 +122,9 @@ class Services:
         connectivity = ConnectivityStore(
             client,
             validator,
-            dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
+            dids=DidGuard(
+                client, AccountStore(client), numbers, index=did_index, claims=did_claims
+            ),
             reads=reads,
         )
         events = publisher_for(settings)
@@ -145,6 +154,7 @@ class Services:
             account_cache=account_cache,
             reads=reads,
             did_index=did_index,
+            did_claims=did_claims,
             feeds=hub,
             buckets=RequestBuckets(
                 settings.rate_limit_tokens, settings.rate_limit_fill_rate, settings.rate_limit_cost

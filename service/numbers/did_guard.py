@@ -6,16 +6,21 @@ account (ours, see `dids`), then KAZOO's ownership check (§11.1) with the
 `pvt_used_by: "trunkstore"`, numbers that disappeared lose it (§11.2). Unlike KAZOO
 (§14 #4), a PUT assigns its numbers too.
 
-The uniqueness check asks the account's in-memory DID index (numbers/did_index.py), which claims
-the numbers of a write that passes until it is saved, so two writes through one
-instance cannot both add a number. Until that index is built, or for an account too
-big for it, the check reads `trunkstore/lookup_did` instead; then, as between two
-instances, two racing writes can both pass, and `ensure-numbers` reports the duplicate.
+A number a write adds is claimed, from its check until its save is answered: in memory,
+so that two writes through this instance cannot both add it, and, when several
+instances share the CouchDB, in CouchDB too (numbers/did_claims.py). Only then is it
+looked up among the stored docs: in the account's in-memory index, brought up to date
+first (numbers/did_index.py), or, for an account not indexed, in `trunkstore/lookup_did`.
+Claiming first means a rival either claimed before us (refused here) or will find our
+claim (refused there); stored docs, including KAZOO's and replicated ones, are seen by
+the lookup. docs/kazoo-compatibility.md §11.3.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from service.couchdb.client import CouchClient, CouchError, DatabaseNotFound, DocumentNotFound
@@ -23,6 +28,7 @@ from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo import errors
 from service.kazoo.documents import WriteContext
 from service.kazoo.ids import account_id_from_db
+from service.numbers.did_claims import DidClaims
 from service.numbers.did_index import DidIndex
 from service.numbers.dids import (
     as_validation_errors,
@@ -30,7 +36,6 @@ from service.numbers.dids import (
     duplicates_against,
     duplicates_within,
     numbers_of,
-    routed_numbers,
 )
 from service.numbers.docs import STATE_AVAILABLE, TRUNKSTORE, assigned_to, state_of
 from service.numbers.parties import Parties
@@ -46,6 +51,31 @@ _KEYS_PER_QUERY = 100
 # Number docs updated at once after a write.
 _PARALLEL_UPDATES = 8
 
+# How long a write waits for a rival adding the same number to finish, and the pauses
+# between looks at a rival's claim in CouchDB (another instance's write).
+_RIVAL_WAIT_SECONDS = 5.0
+_FIRST_PAUSE_SECONDS = 0.005
+_LAST_PAUSE_SECONDS = 0.2
+
+log = logging.getLogger(__name__)
+
+
+async def _until_any(events: list[asyncio.Event], deadline: float) -> bool:
+    """Waits for one of `events` until `deadline`; whether one came."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        done, _ = await asyncio.wait(
+            waits, timeout=max(0.0, deadline - time.monotonic()), return_when="FIRST_COMPLETED"
+        )
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return bool(done)
+
+
+async def _none() -> dict[str, Json]:
+    return {}
+
 
 class DidGuard:
     def __init__(
@@ -54,6 +84,7 @@ class DidGuard:
         accounts: AccountStore,
         numbers: NumberStore,
         index: DidIndex | None = None,
+        claims: DidClaims | None = None,
     ) -> None:
         self.client = client
         self.accounts = accounts
@@ -61,6 +92,14 @@ class DidGuard:
         self.usage = NumberUsage(numbers)
         # Answers the uniqueness check from memory once built; the view otherwise.
         self.index = index
+        # None: this instance is the only one writing to its CouchDB (the embedded server).
+        self.claims = claims
+        # db -> E.164 number -> id of the doc whose write of it is in flight here.
+        self._claimed_here: dict[str, dict[str, str]] = {}
+        # (db, doc id) -> set when its write in flight here is over (saved or not).
+        self._done: dict[tuple[str, str], asyncio.Event] = {}
+        # (db, doc id) -> the CouchDB claims of its write in flight.
+        self._claimed_in_couch: dict[tuple[str, str], dict[str, str]] = {}
 
     # -- before the save ---------------------------------------------------------------
 
@@ -71,28 +110,51 @@ class DidGuard:
 
         `before`: the stored doc an update replaces. Returns the number docs it read
         (E.164 -> doc), so that `track` after the save need not read them again.
+        From a passed check until `stored` or `abandoned`, the doc's new numbers are
+        claimed.
         """
-        await self.check_unique(db, doc, before)
-        # From here until `stored` or `abandoned`, the doc's numbers are claimed.
+        numbers = numbers_of(doc)
+        # The ownership read goes side by side with the uniqueness check.
+        reading = asyncio.ensure_future(self.numbers.get_many(numbers) if numbers else _none())
         try:
-            numbers = numbers_of(doc)
-            docs = await self.numbers.get_many(numbers) if numbers else {}
+            await self.check_unique(db, doc, before)
+            docs = await reading
             if ctx.auth_account_id is not None:
                 await self.check_ownership(doc, ctx.auth_account_id, docs)
         except BaseException:
-            self.abandoned(db, doc["_id"])
+            reading.cancel()
+            self._release(db, str(doc["_id"]))
             raise
+        if self.index is not None:
+            self.index.flying(db)
         return docs
 
     def stored(self, db: str, doc_id: str, doc: Json | None) -> None:
-        """The write of `doc_id` succeeded (`doc` None: removed for good)."""
+        """The write of `doc_id` succeeded: `doc` is stored (a tombstone, or None, when
+        it was removed for good)."""
         if self.index is not None:
-            self.index.saved(db, doc_id, doc)
+            self.index.landed(db, doc_id, doc)
+        self._release(db, doc_id)
 
     def abandoned(self, db: str, doc_id: str) -> None:
         """The write of `doc_id` did not happen (or its outcome is unknown)."""
         if self.index is not None:
-            self.index.release(db, doc_id)
+            self.index.lost(db)
+        self._release(db, doc_id)
+
+    def _release(self, db: str, doc_id: str) -> None:
+        done = self._done.pop((db, doc_id), None)
+        if done is not None:
+            done.set()
+        here = self._claimed_here.get(db)
+        if here is not None:
+            for number in [n for n, owner in here.items() if owner == doc_id]:
+                del here[number]
+            if not here:
+                del self._claimed_here[db]
+        in_couch = self._claimed_in_couch.pop((db, doc_id), None)
+        if in_couch and self.claims is not None:
+            self.claims.release(in_couch)
 
     async def check_unique(self, db: str, doc: Json, before: Json | None = None) -> None:
         """Only DIDs the write adds are looked up in other docs: a number the stored doc
@@ -103,16 +165,81 @@ class DidGuard:
         dids = dids_of(doc)
         doc_id = str(doc["_id"])
         added = {did.e164 for did in dids} - {did.e164 for did in dids_of(before)}
-        taken = self.index.conflicts(db, doc_id, added) if self.index is not None else None
-        if taken is None:
-            taken = await self._routed_by_other_docs(db, doc_id, added)
-        found = as_validation_errors(duplicates_against(dids, taken))
-        found.update(as_validation_errors(duplicates_within(dids)))
-        if found:
-            raise errors.validation_error(found)
+        within = as_validation_errors(duplicates_within(dids))
+        if within:
+            # Refused anyway: nothing is claimed, the answer lists every duplicate.
+            taken = await self._routed_elsewhere(db, doc_id, added) if added else {}
+            found = as_validation_errors(duplicates_against(dids, taken))
+            raise errors.validation_error({**found, **within})
+        if not added:
+            return
+        taken = await self._claim(db, doc_id, added)
+        if not taken:
+            taken = await self._routed_elsewhere(db, doc_id, added)
+        if taken:
+            self._release(db, doc_id)
+            raise errors.validation_error(as_validation_errors(duplicates_against(dids, taken)))
+
+    async def _claim(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
+        """Claims `added` for `doc_id`, here and (with several instances) in CouchDB.
+
+        A number another write is adding right now is waited for, not refused at once:
+        if that write is saved, the lookup after the claim names it (the winner); if it
+        fails, this one may have the number. Past `_RIVAL_WAIT_SECONDS` the rival is
+        named as it is. Returns the numbers still held by others (E.164 -> their doc).
+        """
+        deadline = time.monotonic() + _RIVAL_WAIT_SECONDS
+        pause = _FIRST_PAUSE_SECONDS
+        while True:
+            held_here = self._claim_here(db, doc_id, added)
+            if held_here:
+                rivals = [self._done[(db, rival)] for rival in set(held_here.values())]
+                if not await _until_any(rivals, deadline):
+                    return held_here
+                continue
+            if self.claims is None:
+                return {}
+            held = await self._claim_in_couch(db, doc_id, added)
+            if not held:
+                return {}
+            # Ours go back while we wait: two writes holding one number each and
+            # waiting for the other's would otherwise wait for each other.
+            self._release(db, doc_id)
+            if time.monotonic() + pause > deadline:
+                return held
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LAST_PAUSE_SECONDS)
+
+    def _claim_here(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
+        """Claims `added` for `doc_id` in this process, or names the writes holding them.
+        Synchronous: no other write of this instance runs in between."""
+        here = self._claimed_here.setdefault(db, {})
+        held = {n: here[n] for n in added if here.get(n, doc_id) != doc_id}
+        if not held:
+            for number in added:
+                here[number] = doc_id
+            self._done.setdefault((db, doc_id), asyncio.Event())
+        return held
+
+    async def _claim_in_couch(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
+        assert self.claims is not None
+        account_id = account_id_from_db(db) or db
+        claimed = await self.claims.claim(account_id, doc_id, added)
+        key = (db, doc_id)
+        self._claimed_in_couch[key] = {**self._claimed_in_couch.get(key, {}), **claimed.mine}
+        return claimed.held
+
+    async def _routed_elsewhere(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
+        """The stored docs other than `doc_id` routing any of `added`, as of now."""
         if self.index is not None:
-            # No await since `conflicts`: no other write can have claimed them meanwhile.
-            self.index.claim(db, doc_id, routed_numbers(doc))
+            try:
+                taken = await self.index.conflicts(db, doc_id, added)
+            except CouchError as exc:
+                log.warning("did index not read, the view answers", extra={"fault": str(exc)})
+                taken = None
+            if taken is not None:
+                return taken
+        return await self._routed_by_other_docs(db, doc_id, added)
 
     async def check_ownership(
         self, doc: Json, auth_account_id: str, docs: dict[str, Json] | None = None
@@ -208,6 +335,10 @@ class DidGuard:
                 await self.usage.release(e164, TRUNKSTORE, usable, where=where)
 
         await asyncio.gather(*(assign(n) for n in added), *(release(n) for n in removed))
+
+    async def stop(self) -> None:
+        if self.claims is not None:
+            await self.claims.stop()
 
     async def _with_number_docs(self, numbers: list[str]) -> list[str]:
         """The numbers that have a number doc, read one request per number database.

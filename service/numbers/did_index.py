@@ -1,23 +1,26 @@
-"""Which connectivity doc routes which number, per account, kept in memory.
+"""Which connectivity doc routes which number, per account, kept in memory and exact.
 
-The duplicate-DID check (numbers/did_guard.py) used to query `trunkstore/lookup_did` on every
-write. A write has just changed the database, so that query first brings the view
-index up to date: on Apache CouchDB the JavaScript query server re-runs every view of
-the design doc, on the embedded server each looked-up spelling is its own range scan
-(five spellings a DID). That cost 20-120 ms a write, ~20 times the write itself.
+The duplicate-DID check (numbers/did_guard.py) used to query `trunkstore/lookup_did`,
+and a query first brings that view up to date with every write since the last one: on
+Apache CouchDB the JavaScript query server re-runs KAZOO's three views over the other
+writers' docs, on the embedded server each looked-up spelling is its own range scan.
+Writes were capped by the view indexer, and the cost grew with the account.
 
-Here, for each account database written through us, the index is built once from
-its docs (`_all_docs`), then kept exact by
+Here an account's index is read from its `_changes` (with docs, a slice at a time) the
+first time a write needs it, and every later check brings it up to date first, from the
+sequence it last applied: the check sees what every writer (KAZOO, another instance, a
+replication) stored before it began, and costs what changed since, not what the account
+holds. When nothing but our own saves has happened since (the database's update
+sequence is exactly ours ahead), one `GET /{db}` replaces the changes read.
 
-* the database's `_changes` feed with docs: every write, from anywhere, re-sets that
-  doc's numbers (never back to an older revision than one already applied);
-* this process's writes, at once: a number is *claimed* when a write passes the check
-  and before it is saved, so two concurrent writes here cannot both add it — the race
-  the view-based check had — and set for good when the save succeeds.
+Concurrent checks of one account share reads: a check waits for the next read that
+starts after it began, never for one already under way (that one may miss a write
+acknowledged just before the check).
 
-While an index is being built, or its feed is lost, `conflicts` answers None and the
-caller asks the view as before. Only accounts written to repeatedly are indexed, at most
-`MAX_DATABASES` at once, and none too big for the memory bounds below.
+Memory grows with the numbers of the accounts written to: at most `max_numbers` numbers
+and `max_dbs` accounts are kept, the least recently written going first (a later write
+reads them again). An account whose numbers alone exceed the budget is checked through
+the view instead (`conflicts` answers None).
 """
 
 from __future__ import annotations
@@ -31,283 +34,283 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.couchdb.change_feed import FeedHandlers
-from service.couchdb.client import CouchClient, CouchError
-from service.couchdb.feed_hub import FeedHub, Subscription
+from service.couchdb.client import CouchClient, DatabaseNotFound
 from service.numbers.dids import routed_numbers
 
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 
-# Bounds on memory (~350 bytes a number): an account with more docs is not indexed, and
-# an index whose numbers would take the total past MAX_NUMBERS is dropped, its account
-# left to the view for TOO_BIG_SECONDS before it is tried again.
-MAX_DOCS = 2_000
-MAX_NUMBERS = 60_000
-MAX_DATABASES = 16
+# Docs per `_changes` read: a big account is read in slices, each reduced to numbers
+# before the next, so that its docs are never all decoded at once.
+SLICE = 500
+# An account too big for the numbers budget is left to the view for this long.
 TOO_BIG_SECONDS = 600.0
-# An account is indexed from its WRITES_BEFORE_INDEX-th write within the window; an index
-# gives its slot to another only after IDLE_SECONDS without writes.
-WRITES_BEFORE_INDEX = 3
-WRITES_WINDOW_SECONDS = 60.0
-IDLE_SECONDS = 60.0
-MAX_TRACKED_ACCOUNTS = 1_024
-# Docs per `_all_docs` read while building.
-BUILD_SLICE = 200
 
 
 @dataclass
 class _Index:
     db: str
-    used_at: float = 0.0  # time.monotonic() of the last write checked with it
-    ready: bool = False
+    # The update sequence everything below reflects ("0": nothing read yet).
+    seq: Any = "0"
+    # doc id -> (revision number, the numbers it routes).
+    docs: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
     # E.164 number -> ids of the stored docs that route it.
     owners: dict[str, set[str]] = field(default_factory=dict)
-    # doc id -> (revision number, the numbers it routes); 0: read from the view.
-    docs: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
-    # E.164 number -> id of the doc whose write of it is in flight here.
-    claims: dict[str, str] = field(default_factory=dict)
-    # Feed rows that came while the view was being read, applied after it.
-    pending: list[Json] | None = None
-    subscription: Subscription | None = None
-    # Reading the docs after the feed opened (`_build`).
-    build: asyncio.Task[None] | None = None
+    # Our own saves acknowledged since `seq`, already applied (the shortcut's arithmetic).
+    ours: int = 0
+    # Our writes between their check and their save's answer.
+    flying: int = 0
+    # Bumped whenever one of our writes starts flying: a read it overlapped is not exact.
+    flights: int = 0
+    # Something of ours happened that the arithmetic cannot count (an unknown outcome).
+    uncounted: bool = False
+    # The read under way, and the one that will start after it (shared by waiters).
+    current: asyncio.Task[None] | None = None
+    following: asyncio.Future[None] | None = None
+
+    def numbers(self) -> int:
+        return len(self.owners)
 
     def set_doc(self, doc_id: str, revision: int, numbers: frozenset[str]) -> None:
         previous = self.docs.get(doc_id)
         if previous is not None:
             if previous[0] > revision:
-                return  # a late feed row for a revision already replaced
+                return  # an older revision than one already applied
             for number in previous[1] - numbers:
                 holders = self.owners.get(number)
                 if holders is not None:
                     holders.discard(doc_id)
                     if not holders:
                         del self.owners[number]
-        if numbers:
-            self.docs[doc_id] = (revision, numbers)
-            for number in numbers:
-                self.owners.setdefault(number, set()).add(doc_id)
-        else:
-            self.docs.pop(doc_id, None)
+        self.docs[doc_id] = (revision, numbers)
+        for number in numbers:
+            self.owners.setdefault(number, set()).add(doc_id)
 
     def apply_row(self, row: Json) -> None:
         doc_id = row.get("id")
         if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
             return
         doc = row.get("doc")
-        revision = _revision_number(doc.get("_rev") if isinstance(doc, dict) else None)
-        self.set_doc(doc_id, revision, frozenset() if row.get("deleted") else routed_numbers(doc))
+        if isinstance(doc, dict):
+            rev = doc.get("_rev")
+        else:
+            changes = row.get("changes")
+            rev = changes[0].get("rev") if isinstance(changes, list) and changes else None
+        numbers = frozenset() if row.get("deleted") else routed_numbers(doc)
+        self.set_doc(doc_id, revision_number(rev), numbers)
 
 
 class DidIndex:
     def __init__(
-        self, feeds: FeedHub, client: CouchClient, *, max_dbs: int = MAX_DATABASES
+        self, client: CouchClient, *, max_dbs: int = 10_000, max_numbers: int = 200_000
     ) -> None:
-        self._feeds = feeds
         self._client = client
-        # At most this many accounts indexed at once; 0: none (the view answers).
+        # 0: nothing is indexed, every check asks the view.
         self._max_dbs = max_dbs
+        self._max_numbers = max_numbers
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
-        # Databases found too big to index -> when that was found.
+        # Databases found too big for the budget -> when that was found.
         self._too_big: dict[str, float] = {}
-        # Databases not indexed yet -> (writes seen, since when).
-        self._recent_writes: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def is_ready(self, db: str) -> bool:
         index = self._indexes.get(db)
-        return index is not None and index.ready
+        return index is not None and index.seq != "0"
 
-    # -- the check and the claims (synchronous: nothing else runs in between) ----------
+    def numbers(self) -> int:
+        return sum(index.numbers() for index in self._indexes.values())
 
-    def conflicts(self, db: str, doc_id: str, numbers: Iterable[str]) -> dict[str, str] | None:
-        """Number -> the other doc that routes or is claiming it; None: not known here.
+    # -- the check ---------------------------------------------------------------------
 
-        The first call for a database starts building its index.
-        """
+    async def conflicts(
+        self, db: str, doc_id: str, numbers: Iterable[str]
+    ) -> dict[str, str] | None:
+        """Number -> another stored doc than `doc_id` that routes it, as of now; None
+        when this account is not indexed (the caller asks the view)."""
         index = self._index(db)
-        if index is None or not index.ready:
+        if index is None:
             return None
+        # Shielded: a caller that goes away must not cancel a read others wait for.
+        await asyncio.shield(self._fresh(index))
+        if self._indexes.get(db) is not index:
+            return None  # dropped while reading: too big for the budget
         taken: dict[str, str] = {}
         for number in numbers:
             other = next((owner for owner in index.owners.get(number, ()) if owner != doc_id), None)
-            if other is None:
-                claimant = index.claims.get(number)
-                other = claimant if claimant != doc_id else None
             if other is not None:
                 taken[number] = other
         return taken
 
-    def claim(self, db: str, doc_id: str, numbers: Iterable[str]) -> None:
-        index = self._indexes.get(db)
-        if index is not None and index.ready:
-            for number in numbers:
-                index.claims.setdefault(number, doc_id)
+    # -- our own writes ----------------------------------------------------------------
 
-    def release(self, db: str, doc_id: str) -> None:
-        """The write of `doc_id` is over (saved or not): its claims go."""
+    def flying(self, db: str) -> None:
+        """A write checked here is about to be saved."""
         index = self._indexes.get(db)
         if index is not None:
-            for number in [n for n, owner in index.claims.items() if owner == doc_id]:
-                del index.claims[number]
+            index.flying += 1
+            index.flights += 1
 
-    def saved(self, db: str, doc_id: str, doc: Json | None) -> None:
-        """`doc` (None: deleted) is now stored: its numbers are routed from now on."""
+    def landed(self, db: str, doc_id: str, doc: Json | None) -> None:
+        """That save succeeded: `doc` (a tombstone for a removal) is stored."""
         index = self._indexes.get(db)
-        if index is not None and index.ready:
-            # A doc removed for good has no revision to compare: its entry just goes.
-            revision = _revision_number(doc.get("_rev")) if doc else _REMOVED
-            index.set_doc(doc_id, revision, routed_numbers(doc))
-            if self._over_bounds(index):
-                self._give_up(index)
-        self.release(db, doc_id)
+        if index is None:
+            return
+        index.flying = max(0, index.flying - 1)
+        index.ours += 1
+        if doc is not None:
+            index.set_doc(doc_id, revision_number(doc.get("_rev")), routed_numbers(doc))
+            self._over_budget(index)
 
-    # -- building and following ----------------------------------------------------------
+    def lost(self, db: str) -> None:
+        """That save failed or its outcome is unknown."""
+        index = self._indexes.get(db)
+        if index is not None:
+            index.flying = max(0, index.flying - 1)
+            index.uncounted = True
+
+    # -- reading -----------------------------------------------------------------------
 
     def _index(self, db: str) -> _Index | None:
-        now = time.monotonic()
+        if self._max_dbs == 0:
+            return None
         found_too_big = self._too_big.get(db)
         if found_too_big is not None:
-            if now - found_too_big < TOO_BIG_SECONDS:
+            if time.monotonic() - found_too_big < TOO_BIG_SECONDS:
                 return None
             del self._too_big[db]
         index = self._indexes.get(db)
-        if index is not None:
+        if index is None:
+            index = _Index(db)
+            self._indexes[db] = index
+            while len(self._indexes) > self._max_dbs:
+                self._drop(next(iter(self._indexes.values())))
+        else:
             self._indexes.move_to_end(db)
-            index.used_at = now
-            return index
-        # Building reads every doc of the account: worth it for an account written to
-        # again and again, not for each one written once.
-        if self._max_dbs == 0 or not self._written_often(db, now):
-            return None
-        if len(self._indexes) >= self._max_dbs:
-            oldest = next(iter(self._indexes.values()))
-            if now - oldest.used_at < IDLE_SECONDS:
-                return None
-            self._drop(oldest)
-        index = _Index(db, used_at=now)
-        self._indexes[db] = index
-        index.subscription = self._feeds.subscribe(db, self._handlers(index), include_docs=True)
         return index
 
-    def _written_often(self, db: str, now: float) -> bool:
-        count, since = self._recent_writes.pop(db, (0, now))
-        if now - since > WRITES_WINDOW_SECONDS:
-            count, since = 0, now
-        count += 1
-        if count >= WRITES_BEFORE_INDEX:
-            return True
-        self._recent_writes[db] = (count, since)
-        while len(self._recent_writes) > MAX_TRACKED_ACCOUNTS:
-            self._recent_writes.popitem(last=False)
-        return False
+    def _fresh(self, index: _Index) -> asyncio.Future[None]:
+        """A read that starts after this call, shared with checks that come meanwhile."""
+        if index.current is None:
+            return self._start(index)
+        if index.following is None:
+            index.following = asyncio.get_running_loop().create_future()
+        return index.following
 
-    def _handlers(self, index: _Index) -> FeedHandlers:
-        def opened() -> None:
-            # Rows from now on wait until the docs have been read, then apply on top.
-            index.pending = []
-            index.build = asyncio.create_task(
-                self._build(index), name=f"did-index build {index.db}"
-            )
+    def _start(self, index: _Index) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._read(index), name=f"did index {index.db}")
+        index.current = task
+        task.add_done_callback(lambda done: self._read_done(index, done))
+        return task
 
-        def changed(row: Json) -> None:
-            if index.pending is not None:
-                index.pending.append(row)
-                if len(index.pending) > MAX_DOCS:
-                    self._give_up(index)  # a bulk load under way
-            elif index.ready:
-                index.apply_row(row)
-                if self._over_bounds(index):
-                    self._give_up(index)
-
-        return FeedHandlers(opened=opened, changed=changed, lost=lambda: _reset(index))
-
-    async def _build(self, index: _Index) -> None:
-        try:
-            complete = await self._read_stored_docs(index)
-        except CouchError as exc:
-            # The view path serves meanwhile; the next write tries again.
-            log.warning("did index not built", extra={"couch_db": index.db, "fault": str(exc)})
-            self._drop(index)
+    def _read_done(self, index: _Index, done: asyncio.Task[None]) -> None:
+        index.current = None
+        following, index.following = index.following, None
+        if following is None:
             return
-        if not complete:
-            self._give_up(index)
+        if done.cancelled():
+            following.cancel()
             return
-        for row in index.pending or []:
-            index.apply_row(row)
-        index.pending = None
-        index.ready = True
+        task = self._start(index)
 
-    async def _read_stored_docs(self, index: _Index) -> bool:
-        """Every doc's numbers into `index`, a slice at a time; False when too many docs.
+        def relay(finished: asyncio.Task[None]) -> None:
+            if following.done():
+                return
+            if finished.cancelled():
+                following.cancel()
+            elif finished.exception() is not None:
+                following.set_exception(finished.exception())  # type: ignore[arg-type]
+            else:
+                following.set_result(None)
 
-        `_all_docs` rather than a view: it needs no index to be brought up to date, and
-        it is exactly what the feed will tell about from now on. Each slice is reduced
-        to numbers before the next is read: whole docs of a big account, decoded at
-        once, would take far more memory than the index itself.
-        """
-        info = await self._client.db_info(index.db)
-        if int(info.get("doc_count") or 0) > MAX_DOCS:
-            return False
-        start_key: str | None = None
+        task.add_done_callback(relay)
+
+    async def _read(self, index: _Index) -> None:
+        flights, flying_at_start = index.flights, index.flying
+        quiet = flying_at_start == 0 and not index.uncounted
+        if quiet and index.seq != "0" and await self._only_ours_since(index, flights):
+            return
         while True:
-            result = await self._client.all_docs(
-                index.db, include_docs=True, startkey=start_key, limit=BUILD_SLICE + 1
-            )
-            rows = result.pop("rows", [])
-            for row in rows[:BUILD_SLICE]:
-                doc = row.get("doc")
-                if isinstance(doc, dict) and not row["id"].startswith("_design/"):
-                    revision = _revision_number(doc.get("_rev"))
-                    index.set_doc(row["id"], revision, routed_numbers(doc))
-            if self._over_bounds(index):
+            try:
+                result = await self._client.changes(
+                    index.db, since=index.seq, limit=SLICE, include_docs=True
+                )
+            except DatabaseNotFound:
+                return
+            rows = result.get("results") or []
+            for row in rows:
+                index.apply_row(row)
+            index.seq = result.get("last_seq", index.seq)
+            if self._over_budget(index):
+                return
+            if len(rows) < SLICE:
+                break
+        # Our saves counted so far are in what was read, unless one was under way.
+        index.ours = 0
+        index.uncounted = flying_at_start > 0 or index.flights != flights or index.flying > 0
+
+    async def _only_ours_since(self, index: _Index, flights: int) -> bool:
+        """Whether the database moved by exactly our acknowledged saves since `seq`: then
+        nothing else was written, and the index is exact without reading changes."""
+        try:
+            info = await self._client.db_info(index.db)
+        except DatabaseNotFound:
+            return False
+        update_seq = info.get("update_seq")
+        ahead = seq_number(update_seq) - seq_number(index.seq)
+        if index.flights != flights or index.flying > 0 or ahead != index.ours:
+            return False
+        index.seq = update_seq
+        index.ours = 0
+        return True
+
+    # -- memory ------------------------------------------------------------------------
+
+    def _over_budget(self, index: _Index) -> bool:
+        """Drops the least recently written accounts while over the numbers budget; True
+        when `index` alone is over it (it is then dropped and left to the view)."""
+        total = self.numbers()
+        for other in list(self._indexes.values()):
+            if total <= self._max_numbers:
                 return False
-            if len(rows) <= BUILD_SLICE:
-                return True
-            # The extra row starts the next slice (ids are unique).
-            start_key = rows[BUILD_SLICE]["id"]
-
-    def _over_bounds(self, index: _Index) -> bool:
-        return len(index.docs) > MAX_DOCS or self._numbers() > MAX_NUMBERS
-
-    def _numbers(self) -> int:
-        return sum(len(index.owners) for index in self._indexes.values())
-
-    def _give_up(self, index: _Index) -> None:
-        log.info("did index too big, the view answers", extra={"couch_db": index.db})
+            if other is not index:
+                total -= other.numbers()
+                self._drop(other)
+        if total <= self._max_numbers:
+            return False
+        log.info(
+            "did index over its numbers budget, the view answers", extra={"couch_db": index.db}
+        )
         self._too_big[index.db] = time.monotonic()
         self._drop(index)
+        return True
 
     def _drop(self, index: _Index) -> None:
-        self._indexes.pop(index.db, None)
-        _reset(index)
-        if index.subscription is not None:
-            self._feeds.unsubscribe(index.subscription)
-            index.subscription = None
+        if self._indexes.get(index.db) is index:
+            del self._indexes[index.db]
+        index.docs.clear()
+        index.owners.clear()
 
     def stop(self) -> None:
         for index in list(self._indexes.values()):
+            if index.current is not None:
+                index.current.cancel()
             self._drop(index)
 
 
-def _reset(index: _Index) -> None:
-    if index.build is not None:
-        index.build.cancel()
-        index.build = None
-    index.ready = False
-    index.pending = None
-    index.owners.clear()
-    index.docs.clear()
-    index.claims.clear()
-
-
-# Above any revision number a doc can have.
-_REMOVED = 1 << 62
-
-
-def _revision_number(rev: Any) -> int:
+def revision_number(rev: Any) -> int:
     if isinstance(rev, str) and "-" in rev:
         with contextlib.suppress(ValueError):
             return int(rev.split("-", 1)[0])
     return 0
+
+
+def seq_number(seq: Any) -> int:
+    """The count part of an update sequence: an integer on the embedded server, the
+    `N-…` prefix of Apache CouchDB's opaque sequences (N grows by one per write)."""
+    if isinstance(seq, int):
+        return seq
+    if isinstance(seq, str):
+        head = seq.split("-", 1)[0]
+        with contextlib.suppress(ValueError):
+            return int(head)
+    return -1

@@ -155,9 +155,7 @@ class ConnectivityStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    async def page(
-        self, db: str, request: listing.PageRequest, query_string: str
-    ) -> listing.Page:
+    async def page(self, db: str, request: listing.PageRequest, query_string: str) -> listing.Page:
         """One listing page of connectivity ids (§9), served from the read cache if kept."""
 
         async def install_views() -> None:
@@ -293,9 +291,10 @@ class ConnectivityStore:
             raise errors.bad_document_id(stored["_id"]) from None
         finally:
             self._forget(db, stored["_id"])
-        self._written(db, hard_deleted(stored, tombstone.rev), "deleted")
+        removed = hard_deleted(stored, tombstone.rev)
+        self._written(db, removed, "deleted")
         if self.dids is not None:
-            self.dids.stored(db, stored["_id"], None)
+            self.dids.stored(db, stored["_id"], removed)
             await self.dids.track(db, stored, None)
         return _deleted(stored, stored["_rev"])
 
