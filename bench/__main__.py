@@ -15,16 +15,17 @@ from pathlib import Path
 import aiohttp
 
 from service.couchdb.client import CouchClient
+from service.stores.accounts import AccountStore
 
 from . import plan as plans
 from . import procstat, report
 from .ledger import Ledger
 from .runner import Pair, Watched, interleaved
 from .scaling import listing_at_sizes, many_accounts
-from .setup import prepare
-from .stack import Stack, running_stack
+from .setup import new_account, prepare
+from .stack import Stack, running_stack, service
 from .workloads import Client, Fixture, pairings, uncached_pairings
-from .writes import writes_at_sizes
+from .writes import claims_writes, steps_table, write_steps, writes_at_sizes
 
 _started = time.perf_counter()
 
@@ -76,7 +77,7 @@ async def bench(plan: plans.Plan, work_dir: Path) -> list[str]:
         client = Client(session, stack.service_url, stack.couch_url)
         uncached = Client(session, stack.uncached_url, stack.couch_url)
         try:
-            return await measure(plan, stack, couch, (client, uncached), ledger)
+            return await measure(plan, stack, couch, (client, uncached), ledger, work_dir)
         finally:
             if stack.couch_pid is None:
                 progress(f"removing the {len(ledger.accounts):,} accounts it created")
@@ -89,6 +90,7 @@ async def measure(
     couch: CouchClient,
     clients: tuple[Client, Client],
     ledger: Ledger,
+    work_dir: Path,
 ) -> list[str]:
     client = clients[0]
     watched = Watched(stack.service_pid, stack.couch_pid)
@@ -100,6 +102,19 @@ async def measure(
     )
     peak_after_main = procstat.peak_rss_mb(stack.service_pid)
     write_sizes = await writes_at_sizes(couch, client, ledger, plan, watched, progress)
+    progress("where a write's time goes")
+    steps = await write_steps(
+        client, *await new_account(AccountStore(couch), client, ledger, "Bench steps"), 20
+    )
+    progress("PUT with DID claims in CouchDB (several instances sharing it)")
+    async with service(stack.couch_url, work_dir, "claims", did_claims="true") as (url, pid):
+        claims = await claims_writes(
+            couch,
+            Client(client.session, url, stack.couch_url),
+            ledger,
+            plan,
+            Watched(pid, stack.couch_pid),
+        )
     sizes = await listing_at_sizes(couch, client, ledger, fx, plan, watched, progress)
     accounts = await many_accounts(couch, client, ledger, plan, watched, progress)
     peak = procstat.peak_rss_mb(stack.service_pid)
@@ -116,6 +131,12 @@ async def measure(
         "",
         "Writes as the account grows",
         *report.writes_table(write_sizes),
+        "",
+        "Where a write's time goes",
+        *steps_table(steps),
+        "",
+        "With DID claims in CouchDB (CONNECTIVITY_DID_CLAIMS=true, for instances sharing it)",
+        *report.pair_table([claims]),
         "",
         "Listing as the account grows",
         *report.scaling_table(sizes),

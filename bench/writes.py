@@ -8,7 +8,9 @@ Each trunk here has the shape the issue measured: 2 servers, 10 DIDs nobody uses
 from __future__ import annotations
 
 import itertools
+import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,14 @@ from .ledger import Ledger
 from .plan import Plan
 from .runner import OpFn, Pair, Watched, interleaved
 from .setup import SEED, build_index, fill, new_account
-from .workloads import DID_VIEW, Client, connectivity_path, encode, stored_like
+from .workloads import (
+    DID_VIEW,
+    Client,
+    UnexpectedAnswer,
+    connectivity_path,
+    encode,
+    stored_like,
+)
 
 Json = dict[str, Any]
 
@@ -129,4 +138,78 @@ async def spread_writes(
         concurrency=16,
         repeats=plan.scaling_repeats,
         watched=watched,
+    )
+
+
+STEPS = ("validate", "dids", "ownership", "save", "assign")
+
+
+async def write_steps(
+    client: Client, account: AccountRef, token: str, count: int
+) -> dict[str, dict[str, float]]:
+    """Mean ms per step of PUT, POST and PATCH at concurrency 1, from the service's own
+    `Server-Timing` answer header (service/timing.py); `total` is the whole request."""
+    rng = random.Random(SEED + 5)
+    headers = client.api_headers(token)
+    sums: dict[str, dict[str, float]] = {}
+
+    async def send(op: str, method: str, path: str, expect: int, body: Json) -> Json:
+        url = client.service_url + path
+        started = time.perf_counter()
+        async with client.session.request(method, url, data=encode(body), headers=headers) as resp:
+            raw = await resp.read()
+            if resp.status != expect:
+                raise UnexpectedAnswer(f"{method} {path}: {resp.status} {raw[-300:]!r}")
+            timing = resp.headers.get("Server-Timing", "")
+        elapsed = (time.perf_counter() - started) * 1000
+        row = sums.setdefault(op, {"total": 0.0, **{step: 0.0 for step in STEPS}})
+        row["total"] += elapsed
+        for part in timing.split(","):
+            name, _, duration = part.strip().partition(";dur=")
+            if name in row:
+                row[name] += float(duration)
+        return dict(json.loads(raw)["data"])
+
+    ids = []
+    for _ in range(count):
+        created = await send(
+            "PUT", "PUT", connectivity_path(account), 201, {"data": issue_trunk(rng, account.realm)}
+        )
+        ids.append(created["id"])
+    for doc_id in ids:
+        body = {"data": issue_trunk(rng, account.realm)}
+        await send("POST", "POST", connectivity_path(account, f"/{doc_id}"), 200, body)
+    for doc_id in ids:
+        body = {"data": {"name": f"patched {doc_id[:6]}"}}
+        await send("PATCH", "PATCH", connectivity_path(account, f"/{doc_id}"), 200, body)
+    return {op: {k: v / count for k, v in row.items()} for op, row in sums.items()}
+
+
+def steps_table(steps: dict[str, dict[str, float]]) -> list[str]:
+    header = f"{'write':<8}" + "".join(f"{name:>11}" for name in (*STEPS, "total"))
+    lines = [header, "-" * len(header)]
+    for op, row in steps.items():
+        lines.append(f"{op:<8}" + "".join(f"{row[name]:>11.2f}" for name in (*STEPS, "total")))
+    lines.append("mean ms per step at concurrency 1 (Server-Timing); dids and ownership run side")
+    lines.append("by side; total is the whole request as the client saw it")
+    return lines
+
+
+async def claims_writes(
+    couch: CouchClient, client: Client, ledger: Ledger, plan: Plan, watched: Watched
+) -> Pair:
+    """PUTs at concurrency 16 through a service that claims new DIDs in CouchDB."""
+    rng = random.Random(SEED + 6)
+    account, token = await new_account(AccountStore(couch), client, ledger, "Bench claims")
+    api, raw = put_into(client, rng, lambda _i: (account, token))
+    runs = plan.runs["PUT (create)"]
+    return await interleaved(
+        "PUT, claims on",
+        api,
+        raw,
+        ops=runs.ops(16),
+        concurrency=16,
+        repeats=runs.repeats,
+        watched=watched,
+        warmup=runs.warmup_ops(16),
     )

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from service import timing
 from service.couchdb.client import (
     CouchError,
     CouchFault,
@@ -87,6 +88,7 @@ async def kazoo_middleware(request: web.Request, handler: Handler) -> web.Stream
             request.remote, request.headers.get("X-Forwarded-For"), services.reverse_proxies
         )
     request[CTX_KEY] = ctx
+    steps = timing.begin()
     try:
         response = await handler(request)
         if wants_cors(request):
@@ -94,6 +96,8 @@ async def kazoo_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:  # every failure must leave as a KAZOO envelope, never a bare 500
         response = error_response(ctx, _as_kazoo_error(ctx, exc))
     response.headers["X-Request-ID"] = ctx.request_id
+    if steps:
+        response.headers["Server-Timing"] = timing.header(steps)
     _log_request(ctx, response.status, started)
     return response
 

@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from service import timing
 from service.couchdb.client import CouchClient, CouchError, DatabaseNotFound, DocumentNotFound
 from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo import errors
@@ -73,10 +74,6 @@ async def _until_any(events: list[asyncio.Event], deadline: float) -> bool:
     return bool(done)
 
 
-async def _none() -> dict[str, Json]:
-    return {}
-
-
 class DidGuard:
     def __init__(
         self,
@@ -115,12 +112,14 @@ class DidGuard:
         """
         numbers = numbers_of(doc)
         # The ownership read goes side by side with the uniqueness check.
-        reading = asyncio.ensure_future(self.numbers.get_many(numbers) if numbers else _none())
+        reading = asyncio.ensure_future(self._number_docs(numbers))
         try:
-            await self.check_unique(db, doc, before)
+            with timing.step("dids"):
+                await self.check_unique(db, doc, before)
             docs = await reading
             if ctx.auth_account_id is not None:
-                await self.check_ownership(doc, ctx.auth_account_id, docs)
+                with timing.step("ownership"):
+                    await self.check_ownership(doc, ctx.auth_account_id, docs)
         except BaseException:
             reading.cancel()
             self._release(db, str(doc["_id"]))
@@ -128,6 +127,12 @@ class DidGuard:
         if self.index is not None:
             self.index.flying(db)
         return docs
+
+    async def _number_docs(self, numbers: set[str]) -> dict[str, Json]:
+        if not numbers:
+            return {}
+        with timing.step("ownership"):
+            return await self.numbers.get_many(numbers)
 
     def stored(self, db: str, doc_id: str, doc: Json | None) -> None:
         """The write of `doc_id` succeeded: `doc` is stored (a tombstone, or None, when

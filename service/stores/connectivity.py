@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from service import fast_json
+from service import fast_json, timing
 from service.cache.reads import ReadCache
 from service.couchdb.client import (
     CouchClient,
@@ -222,7 +222,8 @@ class ConnectivityStore:
         # KAZOO validates with an `id` key added; our schema does not describe it and it
         # is never stored (kzs_doc:prepare_doc_for_save/2), so it is left out here.
         candidate.pop("id", None)
-        result = self.validator.validate(candidate)
+        with timing.step("validate"):
+            result = self.validator.validate(candidate)
         if not result.ok or result.value is None:
             raise errors.validation_error(result.errors)
         doc = result.value
@@ -306,12 +307,14 @@ class ConnectivityStore:
             return await self._save(db, doc, action)
         number_docs = await self.dids.check(db, doc, ctx, before)
         try:
-            saved = await self._save(db, doc, action)
+            with timing.step("save"):
+                saved = await self._save(db, doc, action)
         except BaseException:
             self.dids.abandoned(db, doc["_id"])
             raise
         self.dids.stored(db, doc["_id"], saved.doc)
-        await self.dids.track(db, before, saved.doc, known=number_docs)
+        with timing.step("assign"):
+            await self.dids.track(db, before, saved.doc, known=number_docs)
         return saved
 
     async def _save(self, db: str, doc: Json, action: Action) -> Saved:
