@@ -71,9 +71,9 @@ class Settings:
     # Accounts whose DIDs are checked from memory at once (numbers/did_index.py); 0:
     # every duplicate-DID check asks the `lookup_did` view.
     did_index_databases: int = 10_000
-    # Numbers the DID index keeps in memory at most (~200 bytes each), all accounts
+    # Numbers the DID index keeps in memory at most (~90 bytes each), all accounts
     # together; the least recently written accounts go first.
-    did_index_numbers: int = 200_000
+    did_index_numbers: int = 400_000
     # Claims in CouchDB of the numbers a write adds, so that several instances sharing
     # one CouchDB cannot both add a number (numbers/did_claims.py). None: on with
     # CONNECTIVITY_COUCH_URL, off for the embedded server (no other instance reaches it).
@@ -226,7 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         amqp_reconnect_max_seconds=_float(env, "AMQP_RECONNECT_MAX_SECONDS", 5.0, low=0.1),
         amqp_publish_timeout=_float(env, "AMQP_PUBLISH_TIMEOUT", 5.0, low=0.1),
         did_index_databases=_int(env, "DID_INDEX_DATABASES", 10_000, low=0, high=1_000_000),
-        did_index_numbers=_int(env, "DID_INDEX_NUMBERS", 200_000, low=0, high=100_000_000),
+        did_index_numbers=_int(env, "DID_INDEX_NUMBERS", 400_000, low=0, high=100_000_000),
         did_claims=_bool(env, "DID_CLAIMS", False) if env.get(PREFIX + "DID_CLAIMS") else None,
         did_claim_seconds=_float(env, "DID_CLAIM_SECONDS", 30.0, low=0.1),
     )

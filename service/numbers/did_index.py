@@ -40,6 +40,8 @@ from service.numbers.dids import routed_numbers
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+# An E.164 number as kept in memory: its digits as an int (a third of the string's size).
+Key = int | str
 
 # Docs per `_changes` read: a big account is read in slices, each reduced to numbers
 # before the next, so that its docs are never all decoded at once.
@@ -53,10 +55,11 @@ class _Index:
     db: str
     # The update sequence everything below reflects ("0": nothing read yet).
     seq: Any = "0"
-    # doc id -> (revision number, the numbers it routes).
-    docs: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    # doc id -> (revision number, the numbers it routes, as `number_key`s).
+    docs: dict[str, tuple[int, tuple[Key, ...]]] = field(default_factory=dict)
     # E.164 number -> ids of the stored docs that route it.
-    owners: dict[str, set[str]] = field(default_factory=dict)
+    # Compact: one owner is the doc id itself, a set only when several docs route it.
+    owners: dict[Key, str | set[str]] = field(default_factory=dict)
     # Our own saves acknowledged since `seq`, already applied (the shortcut's arithmetic).
     ours: int = 0
     # Our writes between their check and their save's answer.
@@ -74,18 +77,40 @@ class _Index:
 
     def set_doc(self, doc_id: str, revision: int, numbers: frozenset[str]) -> None:
         previous = self.docs.get(doc_id)
+        keys = tuple(number_key(number) for number in numbers)
         if previous is not None:
             if previous[0] > revision:
                 return  # an older revision than one already applied
-            for number in previous[1] - numbers:
-                holders = self.owners.get(number)
-                if holders is not None:
-                    holders.discard(doc_id)
-                    if not holders:
-                        del self.owners[number]
-        self.docs[doc_id] = (revision, numbers)
-        for number in numbers:
-            self.owners.setdefault(number, set()).add(doc_id)
+            for key in set(previous[1]) - set(keys):
+                self._unroute(key, doc_id)
+        self.docs[doc_id] = (revision, keys)
+        for key in keys:
+            holders = self.owners.get(key)
+            if holders is None or holders == doc_id:
+                self.owners[key] = doc_id
+            elif isinstance(holders, set):
+                holders.add(doc_id)
+            else:
+                self.owners[key] = {holders, doc_id}
+
+    def _unroute(self, key: Key, doc_id: str) -> None:
+        holders = self.owners.get(key)
+        if holders == doc_id:
+            del self.owners[key]
+        elif isinstance(holders, set):
+            holders.discard(doc_id)
+            if len(holders) == 1:
+                self.owners[key] = next(iter(holders))
+            elif not holders:
+                del self.owners[key]
+
+    def other_owner(self, number: str, doc_id: str) -> str | None:
+        holders = self.owners.get(number_key(number))
+        if holders is None or holders == doc_id:
+            return None
+        if isinstance(holders, str):
+            return holders
+        return next((owner for owner in sorted(holders) if owner != doc_id), None)
 
     def apply_row(self, row: Json) -> None:
         doc_id = row.get("id")
@@ -103,7 +128,7 @@ class _Index:
 
 class DidIndex:
     def __init__(
-        self, client: CouchClient, *, max_dbs: int = 10_000, max_numbers: int = 200_000
+        self, client: CouchClient, *, max_dbs: int = 10_000, max_numbers: int = 400_000
     ) -> None:
         self._client = client
         # 0: nothing is indexed, every check asks the view.
@@ -136,7 +161,7 @@ class DidIndex:
             return None  # dropped while reading: too big for the budget
         taken: dict[str, str] = {}
         for number in numbers:
-            other = next((owner for owner in index.owners.get(number, ()) if owner != doc_id), None)
+            other = index.other_owner(number, doc_id)
             if other is not None:
                 taken[number] = other
         return taken
@@ -295,6 +320,13 @@ class DidIndex:
             if index.current is not None:
                 index.current.cancel()
             self._drop(index)
+
+
+def number_key(number: str) -> Key:
+    digits = number[1:]
+    if number.startswith("+") and digits.isdigit() and digits[0] != "0" and len(digits) < 19:
+        return int(digits)
+    return number
 
 
 def revision_number(rev: Any) -> int:
