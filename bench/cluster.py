@@ -154,7 +154,11 @@ async def write_run(opts: Options, work_dir: Path) -> int:
         finally:
             progress("removing the accounts")
             await ledger.remove_all(couch)
+        logs = [fault_lines(work_dir / f"instance{n}.log") for n in range(opts.instances)]
     print_write_report(opts, writers, timeline, verdicts, memory, heartbeats)
+    for n, lines in enumerate(logs):
+        for line in lines:
+            print(f"instance{n} log: {line}")
     if refusals:
         print(f"(set-up: PUT /v2/api_auth answered 404 {refusals}x before a new account showed)")
     return 1 if any(v.lost for _, v in verdicts) else 0
@@ -225,6 +229,16 @@ def _without_credentials(url: str) -> str:
     return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
+def fault_lines(log: Path, most: int = 12) -> list[str]:
+    """The instance's warnings and errors (CouchDB faults, lost feeds), the first few."""
+    lines = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if '"level":"warning"' in line or '"level":"error"' in line
+    ]
+    return lines[:most] + ([f"... {len(lines) - most} more"] if len(lines) > most else [])
+
+
 # -- the report --------------------------------------------------------------------------
 
 
@@ -244,7 +258,7 @@ def print_write_report(
     heartbeats: list[int],
 ) -> None:
     writes = [w for writer in writers for trunk in writer.trunks for w in trunk.writes]
-    statuses = Counter(str(w.status) for w in writes)
+    statuses = Counter(w.outcome for w in writes)
     by_phase: dict[str, list[Write]] = {"before": [], "during": [], "after": []}
     for write in writes:
         by_phase[timeline.phase(write.started)].append(write)
@@ -274,7 +288,7 @@ def print_write_report(
         seconds = timeline.seconds(phase)
         done = [w.seconds for w in items if w.acknowledged]
         p50, p99 = _percentile(done, 0.5), _percentile(done, 0.99)
-        failed = Counter(str(w.status) for w in items if not w.acknowledged)
+        failed = Counter(w.outcome for w in items if not w.acknowledged)
         print(
             f"{phase:<8}{seconds:>9.1f}{len(items):>9,}{len(items) / seconds:>8.0f}"
             f"{sum(failed.values()):>8,}{p50:>9.1f}{p99:>9.1f}"

@@ -9,6 +9,7 @@ is lost), never after.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -45,10 +46,15 @@ class Write:
     revision: str | None = None  # what the answer's envelope said
     data: Json | None = None  # the answer's data: what the doc now shows
     hard: bool = False
+    error: str = ""  # a refusal's KAZOO error, or the exception when there was no answer
 
     @property
     def acknowledged(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def outcome(self) -> str:
+        return f"{self.status or 'no answer'} {self.error}".strip()
 
     @property
     def ambiguous(self) -> bool:
@@ -71,7 +77,6 @@ class Writer:
     token: str
     rng: random.Random
     trunks: list[Trunk] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
 
     def live(self) -> list[Trunk]:
         return [t for t in self.trunks if not t.retired and any(w.acknowledged for w in t.writes)]
@@ -157,7 +162,7 @@ async def _send(
             raw = await resp.read()
             write.status = resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
-        writer.failures[type(exc).__name__] += 1
+        write.error = type(exc).__name__
         write.seconds = time.monotonic() - write.started
         return
     write.seconds = time.monotonic() - write.started
@@ -166,7 +171,8 @@ async def _send(
         write.revision = answer.get("revision")
         write.data = answer.get("data")
     else:
-        writer.failures[str(write.status)] += 1
+        with contextlib.suppress(ValueError):
+            write.error = str(json.loads(raw).get("message", ""))
 
 
 # -- the check ---------------------------------------------------------------------------
