@@ -261,7 +261,8 @@ def print_write_report(
     statuses = Counter(w.outcome for w in writes)
     by_phase: dict[str, list[Write]] = {"before": [], "during": [], "after": []}
     for write in writes:
-        by_phase[timeline.phase(write.started)].append(write)
+        # By when the answer came: a write in flight when the node died fails with it.
+        by_phase[timeline.phase(write.started + write.seconds)].append(write)
     acked = sum(w.acknowledged for w in writes)
     print(
         f"\ncluster bench: {opts.instances} instances, {opts.writers} writers over "
@@ -311,11 +312,11 @@ def _print_recovery(writes: list[Write], timeline: Timeline) -> None:
     itself if failures stop soon after the restart."""
     if timeline.restored is None:
         return
-    late = [w for w in writes if not w.acknowledged and w.started >= timeline.restored]
+    late = [w for w in writes if not w.acknowledged and w.started + w.seconds >= timeline.restored]
     if not late:
         print("after the restart: no failed write")
         return
-    last = max(w.started for w in late) - timeline.restored
+    last = max(w.started + w.seconds for w in late) - timeline.restored
     print(f"after the restart: {len(late)} failed writes, the last {last:.1f}s after it returned")
 
 
