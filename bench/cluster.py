@@ -31,12 +31,15 @@ import asyncio
 import contextlib
 import itertools
 import random
+import signal
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -50,6 +53,7 @@ from .ledger import Ledger, bounded
 from .setup import account_ref
 from .stack import service
 
+T = TypeVar("T")
 _started = time.monotonic()
 # Seconds the caches may keep an idle account's entries: the account cache's default
 # (CONNECTIVITY_ACCOUNT_CACHE_SECONDS, 5) and the read cache's minute before a database's
@@ -324,7 +328,9 @@ def _print_recovery(writes: list[Write], timeline: Timeline) -> None:
 
 
 async def accounts_memory(couch_url: str, count: int, work_dir: Path) -> None:
-    checkpoints = sorted({min(1000, count), count})
+    # A quarter and a half of the way too: the slope between them tells whether the
+    # per-account caches have reached their bounds.
+    checkpoints = sorted({count // 4, count // 2, min(1000, count), count} - {0})
     async with (
         CouchClient(couch_url) as couch,
         aiohttp.ClientSession() as session,
@@ -354,8 +360,12 @@ async def accounts_memory(couch_url: str, count: int, work_dir: Path) -> None:
     print(f"\none service instance, {count:,} accounts touched once each (GET of the listing)")
     for label, mb in rows:
         print(f"  {label:<34}{mb:8.1f} MB")
-    per_thousand = (rows[len(checkpoints)][1] - rows[0][1]) / count * 1000
-    print(f"  growth per 1,000 accounts touched {per_thousand:8.1f} MB")
+    half, whole = rows[checkpoints.index(count // 2) + 1][1], rows[len(checkpoints)][1]
+    per_thousand = (whole - rows[0][1]) / count * 1000
+    print(f"  growth per 1,000 accounts touched {per_thousand:8.1f} MB (from idle)")
+    if count // 2:
+        second_half = (whole - half) / (count - count // 2) * 1000
+        print(f"  the same over the second half     {second_half:8.1f} MB")
 
 
 async def _sub_accounts(store: AccountStore, ledger: Ledger, parent: str, count: int) -> list[str]:
@@ -417,11 +427,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def _until_terminated(work: Coroutine[Any, Any, T]) -> T:
+    """`work`, cancelled by SIGTERM or SIGINT so that its clean-up still runs: a bench
+    started in the background (`&`) has SIGINT ignored, and SIGTERM's default would leave
+    the accounts behind in a CouchDB the bench does not own."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    return await task
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         if args.accounts_memory:
-            asyncio.run(accounts_memory(args.couch_url, args.accounts_memory, Path(tmp)))
+            asyncio.run(
+                _until_terminated(accounts_memory(args.couch_url, args.accounts_memory, Path(tmp)))
+            )
             return 0
         opts = Options(
             couch_url=args.couch_url,
@@ -434,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             down_seconds=args.down_seconds,
             verify_urls=args.verify_urls or [args.couch_url],
         )
-        return asyncio.run(write_run(opts, Path(tmp)))
+        return asyncio.run(_until_terminated(write_run(opts, Path(tmp))))
 
 
 if __name__ == "__main__":
