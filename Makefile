@@ -8,7 +8,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 AJV_DIR := tests/ajv
 AJV_STAMP := $(AJV_DIR)/node_modules/.installed
 
-.PHONY: install run test lint bench bench-amqp soak mutation clean
+.PHONY: install run test lint bench bench-amqp bench-cluster soak mutation clean
 
 MINUTES ?= 2
 
@@ -50,6 +50,17 @@ bench-amqp: install
 # Not part of `make test`: mixed traffic for MINUTES, the embedded CouchDB killed halfway.
 soak: install
 	$(BIN)/python -m bench.soak --minutes $(MINUTES)
+
+# Not part of `make test`: INSTANCES services over the CouchDB cluster behind CLUSTER_URL (a
+# balancer, admin credentials) for MINUTES; KILL_CMD runs halfway, RESTART_CMD 30 s later;
+# every acknowledged write is then read back from each of VERIFY_URLS (default CLUSTER_URL).
+INSTANCES ?= 2
+bench-cluster: install
+	test -n '$(CLUSTER_URL)' || { echo 'CLUSTER_URL=http://admin:...@host:port is required'; exit 2; }
+	$(BIN)/python -m bench.cluster --couch-url '$(CLUSTER_URL)' --instances $(INSTANCES) \
+		--minutes $(MINUTES) $(if $(KILL_CMD),--kill-cmd '$(KILL_CMD)') \
+		$(if $(RESTART_CMD),--restart-cmd '$(RESTART_CMD)') \
+		$(foreach url,$(VERIFY_URLS),--verify-url '$(url)')
 
 # Not part of `make test`: mutants of the pure KAZOO-rule modules ([tool.mutmut] in
 # pyproject.toml), killed by the pure unit tests alone; ~10 min on one core.
