@@ -114,9 +114,16 @@ async def _wait_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path
 
 @contextlib.asynccontextmanager
 async def running_stack(work_dir: Path) -> AsyncIterator[Stack]:
+    # On the embedded server the service is as `make run` starts it: the only writer of
+    # its own CouchDB, so without DID claims (README, settings). The two services here
+    # never write the same numbers. On Apache CouchDB the default (claims on) is measured.
+    alone = {} if os.environ.get("CONNECTIVITY_COUCH_URL", "").strip() else {"did_claims": "false"}
     async with (
         couchdb(work_dir) as (couch_url, couch_pid, kind),
-        service(couch_url, work_dir) as (service_url, service_pid),
-        service(couch_url, work_dir, "uncached", read_cache_mb="0") as (uncached, uncached_pid),
+        service(couch_url, work_dir, **alone) as (service_url, service_pid),
+        service(couch_url, work_dir, "uncached", read_cache_mb="0", **alone) as (
+            uncached,
+            uncached_pid,
+        ),
     ):
         yield Stack(couch_url, service_url, service_pid, uncached, uncached_pid, couch_pid, kind)
