@@ -117,6 +117,7 @@ class Services:
             validator,
             dids=DidGuard(client, AccountStore(client), numbers, index=did_index),
             reads=reads,
+            max_dids=settings.did_bound,
         )
         events = publisher_for(settings)
         if events is not None:
