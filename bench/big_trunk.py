@@ -38,6 +38,12 @@ SMALL_CLIENTS = 4
 PUT_EVERY = 10
 
 
+# NANP numbers in E.164, as KAZOO's number manager stores them: +1 NPA NXX XXXX.
+BIG_FIRST = 4_152_000_000
+SMALL_DOC_FIRST = 6_462_000_000
+SMALL_PUT_FIRST = 7_182_000_000
+
+
 def trunk(name: str, first: int, count: int) -> dict[str, object]:
     dids: dict[str, object] = {f"+1{first + i:010d}": {} for i in range(count)}
     return {"name": name, "servers": [{"server_name": "big", "auth": {}, "DIDs": dids}]}
@@ -78,6 +84,7 @@ class SmallTraffic:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    puts: int = 0
 
     async def client(self, worker: int) -> None:
         sent = 0
@@ -86,7 +93,10 @@ class SmallTraffic:
             started = time.perf_counter()
             try:
                 if sent % PUT_EVERY == worker % PUT_EVERY:
-                    await self.api.send("PUT", "", trunk("small", 4_000_000_000, 2), 201)
+                    # DIDs of their own: a DID routed twice in an account is a 400.
+                    self.puts += 1
+                    first = SMALL_PUT_FIRST + 2 * self.puts
+                    await self.api.send("PUT", "", trunk("small", first, 2), 201)
                 else:
                     await self.api.send("GET", f"/{self.doc_id}")
             except (RuntimeError, aiohttp.ClientError) as exc:
@@ -142,7 +152,7 @@ async def first_lookup(couch_url: str, db: str, did: str) -> None:
 async def measure(work_dir: Path, dids: int) -> tuple[str, list[str]]:
     async with (
         couchdb(work_dir) as (couch_url, _couch_pid, kind),
-        service(couch_url, work_dir, max_dids=str(dids), couch_timeout="10") as (url, _pid),
+        service(couch_url, work_dir, max_dids=str(dids)) as (url, _pid),
         CouchClient(couch_url) as couch,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session,
     ):
@@ -153,14 +163,14 @@ async def measure(work_dir: Path, dids: int) -> tuple[str, list[str]]:
         small = Api(
             session, url, small_doc["_id"], await login(session, url, small_doc["pvt_api_key"])
         )
-        small_id = str((await small.send("PUT", "", trunk("small", 3_000_000_000, 2), 201))["id"])
+        small_id = str((await small.send("PUT", "", trunk("small", SMALL_DOC_FIRST, 2), 201))["id"])
         traffic = SmallTraffic(small, small_id)
         clients = [asyncio.create_task(traffic.client(n)) for n in range(SMALL_CLIENTS)]
         await asyncio.sleep(1.0)
         lines: list[str] = []
         try:
             await timed(lines, "idle (1 s)", traffic, lambda: asyncio.sleep(1.0))
-            body = trunk("big", 2_000_000_000, dids)
+            body = trunk("big", BIG_FIRST, dids)
             created = await timed(lines, "PUT", traffic, lambda: big.send("PUT", "", body, 201))
             if created is None:
                 raise RuntimeError("the big PUT failed: nothing more to measure")
@@ -170,14 +180,14 @@ async def measure(work_dir: Path, dids: int) -> tuple[str, list[str]]:
                 lines,
                 "lookup_did indexed (CouchDB)",
                 traffic,
-                lambda: first_lookup(couch_url, db, "+12000000000"),
+                lambda: first_lookup(couch_url, db, f"+1{BIG_FIRST}"),
             )
             read = await timed(lines, "GET", traffic, lambda: big.send("GET", f"/{doc_id}"))
             got = len(read["servers"][0]["DIDs"])  # type: ignore[index]
             if got != dids:
                 raise RuntimeError(f"GET answered {got} DIDs of {dids}")
             # A hundred DIDs replaced: the write's checks see 100 added and 100 removed.
-            replaced = trunk("big", 2_000_000_100, dids)
+            replaced = trunk("big", BIG_FIRST + 100, dids)
             await timed(lines, "POST", traffic, lambda: big.send("POST", f"/{doc_id}", replaced))
             await timed(
                 lines,

@@ -80,6 +80,12 @@ class Settings:
         return self.couch_url is None
 
     @property
+    def couch_view_timeout(self) -> float:
+        """Seconds a view read may take: it waits for CouchDB to index the writes before
+        it, which for one big trunk takes longer than any other request (§7.5)."""
+        return max(self.couch_timeout, VIEW_INDEX_SECONDS)
+
+    @property
     def did_bound(self) -> int | None:
         """The DIDs a connectivity doc may route, or None for no bound (§7.5)."""
         value = self.max_dids
@@ -95,6 +101,9 @@ class Settings:
 # its own processes and keeps answering, so there the bound only guards memory.
 EMBEDDED_MAX_DIDS = 10_000
 APACHE_MAX_DIDS = 100_000
+# How long a view read may wait for its index. Apache CouchDB 3.4 took 10-40 s on the
+# reference machine to index a new revision of a 50,000-DID trunk (README, Big trunks).
+VIEW_INDEX_SECONDS = 120.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
