@@ -8,7 +8,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 AJV_DIR := tests/ajv
 AJV_STAMP := $(AJV_DIR)/node_modules/.installed
 
-.PHONY: install run test lint bench bench-amqp bench-cluster soak mutation clean
+.PHONY: install run test lint bench bench-amqp bench-cluster bench-big-trunk soak mutation clean
 
 MINUTES ?= 2
 
@@ -46,6 +46,12 @@ bench: install
 # the machine's RabbitMQ, or CONNECTIVITY_BENCH_AMQP_URL); QUICK=1 ~1 min.
 bench-amqp: install
 	$(BIN)/python -m bench.amqp $(if $(filter 1 yes true,$(QUICK)),--quick)
+
+# Not part of `make test`: one trunk of DIDS DIDs (50,000) PUT, read, replaced, patched and
+# listed while other requests are timed; CONNECTIVITY_COUCH_URL=… measures Apache CouchDB.
+DIDS ?= 50000
+bench-big-trunk: install
+	$(BIN)/python -m bench.big_trunk --dids $(DIDS)
 
 # Not part of `make test`: mixed traffic for MINUTES, the embedded CouchDB killed halfway.
 soak: install

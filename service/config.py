@@ -80,14 +80,43 @@ class Settings:
     did_claims: bool | None = None
     # How long a claim left by an instance that died mid-write blocks its number.
     did_claim_seconds: float = 30.0
+    # DIDs one connectivity doc may route (§7.5); None: the server's default below,
+    # 0: no bound of our own (the upload limit and CouchDB's max_document_size remain).
+    max_dids: int | None = None
 
     @property
     def uses_embedded_couch(self) -> bool:
         return self.couch_url is None
 
     @property
+    def couch_view_timeout(self) -> float:
+        """Seconds a view read may take: it waits for CouchDB to index the writes before
+        it, which for one big trunk takes longer than any other request (§7.5)."""
+        return max(self.couch_timeout, VIEW_INDEX_SECONDS)
+
+    @property
     def claims_dids(self) -> bool:
         return (not self.uses_embedded_couch) if self.did_claims is None else self.did_claims
+
+    @property
+    def did_bound(self) -> int | None:
+        """The DIDs a connectivity doc may route, or None for no bound (§7.5)."""
+        value = self.max_dids
+        if value is None:
+            value = EMBEDDED_MAX_DIDS if self.uses_embedded_couch else APACHE_MAX_DIDS
+        return value or None
+
+
+# The default bound on DIDs per connectivity doc (§7.5; KAZOO has none). Every DID is a
+# `trunkstore/lookup_did` row, and the embedded server indexes a doc's rows in one go,
+# answering nothing else meanwhile: measured on the reference machine (2 cores), 3.3 s
+# for 10,000 DIDs and 47 s for 50,000 (README, Big trunks). Apache CouchDB indexes in
+# its own processes and keeps answering, so there the bound only guards memory.
+EMBEDDED_MAX_DIDS = 10_000
+APACHE_MAX_DIDS = 100_000
+# How long a view read may wait for its index. Apache CouchDB 3.4 took 10-40 s on the
+# reference machine to index a new revision of a 50,000-DID trunk (README, Big trunks).
+VIEW_INDEX_SECONDS = 120.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
@@ -101,6 +130,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     if not low <= value <= high:
         raise ConfigError(f"{PREFIX}{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, low: int, high: int) -> int | None:
+    """An integer setting whose absence means "the default for this server"."""
+    raw = env.get(PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, 0, low=low, high=high)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, low: float) -> float:
@@ -229,4 +266,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         did_index_numbers=_int(env, "DID_INDEX_NUMBERS", 400_000, low=0, high=100_000_000),
         did_claims=_bool(env, "DID_CLAIMS", False) if env.get(PREFIX + "DID_CLAIMS") else None,
         did_claim_seconds=_float(env, "DID_CLAIM_SECONDS", 30.0, low=0.1),
+        max_dids=_optional_int(env, "MAX_DIDS", low=0, high=10_000_000),
     )

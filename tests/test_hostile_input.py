@@ -24,7 +24,8 @@ from reliability import FIGURES
 
 from service.couchdb.client import CouchClient
 from service.fast_json import MAX_SAFE_INTEGER
-from service.stores.connectivity import MAX_DIDS_PER_DOCUMENT, MAX_DOC_ID_LENGTH
+from service.http.services import SERVICES
+from service.stores.connectivity import MAX_DOC_ID_LENGTH
 
 LIMIT = 8_000_000  # CONNECTIVITY_MAX_UPLOAD_SIZE's default, KAZOO's max_upload_size
 
@@ -131,14 +132,17 @@ async def test_100_000_deep_nesting(api, hostile, raw):
     assert_kazoo_error(reply, 400, "validation error")
 
 
-async def test_50_000_dids_are_a_clear_400(api, make_account):
+async def test_dids_past_the_bound_are_a_clear_400(api, make_account):
+    # The server's default bound (§7.5): 10,000 on the embedded server, 100,000 on Apache.
+    bound = api.server.app[SERVICES].settings.did_bound
+    assert bound is not None
     hostile = await make_account("Many DIDs")
-    dids = {f"+1415{i:07d}": {} for i in range(50_000)}
+    dids = {f"+1{4_150_000_000 + i}": {} for i in range(bound + 1)}
     body = {"name": "huge", "servers": [{"auth": {}, "DIDs": dids}]}
     reply = await probe(api, "PUT", hostile.url(), data=body, token=hostile.token)
     data = assert_kazoo_error(reply, 400, "validation error")
-    assert data["servers"]["maxDIDs"]["target"] == MAX_DIDS_PER_DOCUMENT
-    assert data["servers"]["maxDIDs"]["value"] == 50_000
+    assert data["servers"]["maxDIDs"]["target"] == bound
+    assert data["servers"]["maxDIDs"]["value"] == bound + 1
     # Also through POST and PATCH of an existing document; and nothing was stored.
     created = await probe(api, "PUT", hostile.url(), data={"name": "small"}, token=hostile.token)
     item = hostile.url(f"/{created.data['id']}")

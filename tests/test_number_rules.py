@@ -23,6 +23,7 @@ from service.numbers.rules import (
     normalize,
     number_db,
     raw_spellings,
+    spellings_by_the_rules,
 )
 
 E164 = "+14155550100"
@@ -100,6 +101,23 @@ def test_raw_spellings_are_every_key_that_normalises_back():
     assert raw_spellings("1234") == ["1234"]
     # "+1" + nine digits: `1…` and `…` do not normalise back to it.
     assert raw_spellings("+1415555010") == sorted(["+1415555010", "001415555010", "0111415555010"])
+
+
+@pytest.mark.parametrize(
+    "e164",
+    [
+        "+12002000000",
+        "+14155550100",
+        "+19999999999",
+        "+12001999999",
+        "+11002000000",
+        "+12000000000",
+    ],
+)
+def test_nanp_spellings_are_what_the_rules_give(e164):
+    # raw_spellings answers NANP numbers without running the converters (a big trunk's
+    # write spells 50,000 of them); it must be what running them gives.
+    assert raw_spellings(e164) == spellings_by_the_rules(e164)
 
 
 # -- who may use a number (§11.1) ----------------------------------------------------------

@@ -64,7 +64,11 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
         handle = await open_couch(settings)
         app[COUCH_HANDLE] = handle
         handle.supervise(on_give_up=_stop_serving)
-        client = CouchClient(handle.url, timeout=settings.couch_timeout)
+        client = CouchClient(
+            handle.url,
+            timeout=settings.couch_timeout,
+            view_timeout=settings.couch_view_timeout,
+        )
         await client.open()
         # One connection per followed database, and one to spare.
         feeds = CouchClient(

@@ -126,6 +126,7 @@ class Services:
                 client, AccountStore(client), numbers, index=did_index, claims=did_claims
             ),
             reads=reads,
+            max_dids=settings.did_bound,
         )
         events = publisher_for(settings)
         if events is not None:

@@ -45,8 +45,8 @@ def invalid_json(reason: str) -> KazooError:
 
 
 def too_many_dids(count: int, limit: int) -> KazooError:
-    # Our own rule (connectivity_store.MAX_DIDS_PER_DOCUMENT), in the shape of a schema
-    # error so that clients show it like one.
+    # Our own rule (CONNECTIVITY_MAX_DIDS, §7.5), in the shape of a schema error so that
+    # clients show it like one.
     return validation_error(
         {
             "servers": {

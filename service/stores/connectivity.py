@@ -87,12 +87,6 @@ def is_acceptable_doc_id(doc_id: str) -> bool:
     return doc_id_problem(doc_id) is None
 
 
-# Our own bound (KAZOO has none): each DID is a row of `trunkstore/lookup_did`, and the
-# embedded server spends ~50 s indexing a document with 50,000 of them (3.4 s for
-# 10,000), answering nothing else meanwhile. Past this, a write is a 400, not an outage.
-MAX_DIDS_PER_DOCUMENT = 10_000
-
-
 def did_count(data: Json) -> int:
     servers = data.get("servers")
     if not isinstance(servers, list):
@@ -143,9 +137,13 @@ class ConnectivityStore:
         validator: SchemaValidator,
         dids: DidRules | None = None,
         reads: ReadCache | None = None,
+        max_dids: int | None = None,
     ) -> None:
         self.client = client
         self.validator = validator
+        # Our own bound (§7.5, KAZOO has none), `Settings.did_bound`; None: no bound.
+        # Past it a write is a 400, not minutes of view indexing on the embedded server.
+        self.max_dids = max_dids
         # The DIDs rules (docs/kazoo-compatibility.md §11): checked before a save, assigned after.
         self.dids = dids
         # Loads go through it; every write here drops what it changes (read-your-writes).
@@ -216,8 +214,8 @@ class ConnectivityStore:
         """The body's public fields validated, defaults applied, realm forced (§6, §7.6)."""
         # Counted before the schema runs: validating 50,000 DIDs alone takes seconds.
         count = did_count(data)
-        if count > MAX_DIDS_PER_DOCUMENT:
-            raise errors.too_many_dids(count, MAX_DIDS_PER_DOCUMENT)
+        if self.max_dids is not None and count > self.max_dids:
+            raise errors.too_many_dids(count, self.max_dids)
         candidate = public_fields(data)
         # KAZOO validates with an `id` key added; our schema does not describe it and it
         # is never stored (kzs_doc:prepare_doc_for_save/2), so it is left out here.
