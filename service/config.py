@@ -109,13 +109,14 @@ class Settings:
 
 # The default bound on DIDs per connectivity doc (§7.5; KAZOO has none). Every DID is a
 # `trunkstore/lookup_did` row, and the embedded server indexes a doc's rows in one go,
-# answering nothing else meanwhile: measured on the reference machine (2 cores), 3.3 s
-# for 10,000 DIDs and 47 s for 50,000 (README, Big trunks). Apache CouchDB indexes in
-# its own processes and keeps answering, so there the bound only guards memory.
+# answering nothing else meanwhile: measured on the reference machine (2 cores, quiet),
+# 1.6 s for 10,000 DIDs and 28 s for 50,000 (docs/embedded-couchdb.md). Apache CouchDB
+# indexes in its own processes and keeps answering, so there the bound only guards memory.
 EMBEDDED_MAX_DIDS = 10_000
 APACHE_MAX_DIDS = 100_000
-# How long a view read may wait for its index. Apache CouchDB 3.4 took 10-40 s on the
-# reference machine to index a new revision of a 50,000-DID trunk (README, Big trunks).
+# How long a view read may wait for its index. Apache CouchDB 3.4 took up to 56 s on the
+# reference machine to index a new revision of a 50,000-DID trunk (README, Big trunks);
+# its own view timeout (60 s) then answers first.
 VIEW_INDEX_SECONDS = 120.0
 
 

@@ -146,8 +146,8 @@ class CouchClient:
         self.base_url, self._auth = split_credentials(url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         # A view read first brings the index up to date with the writes before it, in
-        # CouchDB's own processes: for a trunk of 50,000 DIDs that alone takes 10-40 s on
-        # Apache CouchDB 3.4 (README, Big trunks). Still a failure past this, but not
+        # CouchDB's own processes: for a trunk of 50,000 DIDs that alone takes up to a minute
+        # on Apache CouchDB 3.4 (README, Big trunks). Still a failure past this, but not
         # past `timeout`; a connection is given up after `timeout` all the same.
         self._view_timeout = aiohttp.ClientTimeout(
             total=max(timeout, view_timeout or timeout), sock_connect=timeout
