@@ -27,6 +27,7 @@ from service.kazoo.ids import new_id
 from service.stores.accounts import AccountStore
 
 from .runner import OpFn, Pair, Watched, run
+from .setup import login
 from .stack import couchdb, service
 
 BROKER_URL = os.environ.get("CONNECTIVITY_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -59,16 +60,6 @@ class Writer:
             await self.send("PATCH", f"/{doc_ids[worker]}", {"name": f"B {index}"}, 200)
 
         return patch
-
-
-async def login(session: aiohttp.ClientSession, url: str, api_key: str) -> str:
-    body = json.dumps({"data": {"api_key": api_key}})
-    headers = {"Content-Type": "application/json"}
-    async with session.put(f"{url}/v2/api_auth", data=body, headers=headers) as resp:
-        answer = await resp.json()
-        if resp.status != 201:
-            raise RuntimeError(f"api_auth: {resp.status} {answer}")
-        return str(answer["auth_token"])
 
 
 async def alternate(

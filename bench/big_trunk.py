@@ -31,6 +31,7 @@ from service.couchdb.client import CouchClient
 from service.kazoo.ids import account_db
 from service.stores.accounts import AccountStore
 
+from .setup import login
 from .stack import couchdb, service
 
 SMALL_CLIENTS = 4
@@ -112,16 +113,6 @@ class SmallTraffic:
             f"| {percentile(values, 0.99) * 1000:.0f} ms | {max(values) * 1000:.0f} ms "
             f"| {len(self.failures)} |"
         )
-
-
-async def login(session: aiohttp.ClientSession, url: str, api_key: str) -> str:
-    body = json.dumps({"data": {"api_key": api_key}})
-    headers = {"Content-Type": "application/json"}
-    async with session.put(f"{url}/v2/api_auth", data=body, headers=headers) as resp:
-        answer = await resp.json()
-        if resp.status != 201:
-            raise RuntimeError(f"api_auth: {resp.status} {answer}")
-        return str(answer["auth_token"])
 
 
 async def timed(lines: list[str], what: str, traffic: SmallTraffic, op) -> object:  # type: ignore[no-untyped-def]

@@ -6,6 +6,8 @@ import json
 import random
 import time
 
+import aiohttp
+
 from service.couchdb.client import CouchClient
 from service.kazoo.documents import public_view
 from service.kazoo.ids import account_db
@@ -37,6 +39,17 @@ from .workloads import (
 SEED = 8
 
 
+async def login(session: aiohttp.ClientSession, url: str, api_key: str) -> str:
+    """A token from `PUT /v2/api_auth` with an account's api key."""
+    body = json.dumps({"data": {"api_key": api_key}})
+    headers = {"Content-Type": "application/json"}
+    async with session.put(f"{url}/v2/api_auth", data=body, headers=headers) as resp:
+        answer = await resp.json()
+        if resp.status != 201:
+            raise RuntimeError(f"api_auth: {resp.status} {answer}")
+        return str(answer["auth_token"])
+
+
 def account_ref(doc: dict[str, str]) -> AccountRef:
     return AccountRef(id=doc["_id"], db=account_db(doc["_id"]), realm=doc["realm"])
 
@@ -48,14 +61,7 @@ async def new_account(
     created = await store.create(name, None, None)
     doc = created.doc
     ref = ledger.add(account_ref(doc))
-    raw = await client.fetch(
-        "PUT",
-        client.service_url + "/v2/api_auth",
-        {"Content-Type": "application/json"},
-        201,
-        encode({"data": {"api_key": doc["pvt_api_key"]}}),
-    )
-    return ref, str(json.loads(raw)["auth_token"])
+    return ref, await login(client.session, client.service_url, doc["pvt_api_key"])
 
 
 async def fill(

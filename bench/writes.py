@@ -93,17 +93,7 @@ async def writes_at_sizes(
         # What a first write would wait for once, excluded from the timing.
         await build_index(client, account, DID_VIEW)
         api, raw = put_into(client, rng, lambda _i, a=account, t=token: (a, t))
-        runs = plan.runs["PUT (create)"]
-        pair = await interleaved(
-            f"PUT into {size:,} docs",
-            api,
-            raw,
-            ops=runs.ops(16),
-            concurrency=16,
-            repeats=runs.repeats,
-            watched=watched,
-            warmup=runs.warmup_ops(16),
-        )
+        pair = await puts_at_sixteen(f"PUT into {size:,} docs", api, raw, plan, watched)
         rows.append(WritesAtSize(size, pair))
     return rows
 
@@ -202,9 +192,14 @@ async def claims_writes(
     rng = random.Random(SEED + 6)
     account, token = await new_account(AccountStore(couch), client, ledger, "Bench claims")
     api, raw = put_into(client, rng, lambda _i: (account, token))
+    return await puts_at_sixteen("PUT, claims on", api, raw, plan, watched)
+
+
+async def puts_at_sixteen(name: str, api: OpFn, raw: OpFn, plan: Plan, watched: Watched) -> Pair:
+    """A PUT pair at concurrency 16, measured as the main table measures PUTs."""
     runs = plan.runs["PUT (create)"]
     return await interleaved(
-        "PUT, claims on",
+        name,
         api,
         raw,
         ops=runs.ops(16),
