@@ -13,9 +13,9 @@ replication) stored before it began, and costs what changed since, not what the 
 holds. When nothing but our own saves has happened since (the database's update
 sequence is exactly ours ahead), one `GET /{db}` replaces the changes read.
 
-Concurrent checks of one account share reads: a check waits for the next read that
-starts after it began, never for one already under way (that one may miss a write
-acknowledged just before the check).
+Concurrent checks of one account share reads (couchdb/fresh_reads.py): a check waits for
+the next read that starts after it began, never for one already under way (that one may
+miss a write acknowledged just before the check).
 
 Memory grows with the numbers of the accounts written to: at most `max_numbers` numbers
 and `max_dbs` accounts are kept, the least recently written going first (a later write
@@ -32,9 +32,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from service.couchdb.client import CouchClient, DatabaseNotFound
+from service.couchdb.fresh_reads import FreshReads
 from service.numbers.dids import routed_numbers
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,8 @@ class _Index:
     flights: int = 0
     # Something of ours happened that the arithmetic cannot count (an unknown outcome).
     uncounted: bool = False
-    # The read under way, and the one that will start after it (shared by waiters).
-    current: asyncio.Task[None] | None = None
-    following: asyncio.Future[None] | None = None
+    # Reads of what changed, shared by the checks that wait for the same one.
+    reads: FreshReads[None] | None = None
 
     def numbers(self) -> int:
         return len(self.owners)
@@ -155,8 +156,8 @@ class DidIndex:
         index = self._index(db)
         if index is None:
             return None
-        # Shielded: a caller that goes away must not cancel a read others wait for.
-        await asyncio.shield(self._fresh(index))
+        assert index.reads is not None
+        await asyncio.shield(index.reads.fresh())
         if self._indexes.get(db) is not index:
             return None  # dropped while reading: too big for the budget
         taken: dict[str, str] = {}
@@ -206,48 +207,13 @@ class DidIndex:
         index = self._indexes.get(db)
         if index is None:
             index = _Index(db)
+            index.reads = FreshReads(partial(self._read, index), f"did index {db}")
             self._indexes[db] = index
             while len(self._indexes) > self._max_dbs:
                 self._drop(next(iter(self._indexes.values())))
         else:
             self._indexes.move_to_end(db)
         return index
-
-    def _fresh(self, index: _Index) -> asyncio.Future[None]:
-        """A read that starts after this call, shared with checks that come meanwhile."""
-        if index.current is None:
-            return self._start(index)
-        if index.following is None:
-            index.following = asyncio.get_running_loop().create_future()
-        return index.following
-
-    def _start(self, index: _Index) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._read(index), name=f"did index {index.db}")
-        index.current = task
-        task.add_done_callback(lambda done: self._read_done(index, done))
-        return task
-
-    def _read_done(self, index: _Index, done: asyncio.Task[None]) -> None:
-        index.current = None
-        following, index.following = index.following, None
-        if following is None:
-            return
-        if done.cancelled():
-            following.cancel()
-            return
-        task = self._start(index)
-
-        def relay(finished: asyncio.Task[None]) -> None:
-            if following.done():
-                return
-            if finished.cancelled():
-                following.cancel()
-            elif finished.exception() is not None:
-                following.set_exception(finished.exception())  # type: ignore[arg-type]
-            else:
-                following.set_result(None)
-
-        task.add_done_callback(relay)
 
     async def _read(self, index: _Index) -> None:
         flights, flying_at_start = index.flights, index.flying
@@ -317,8 +283,8 @@ class DidIndex:
 
     def stop(self) -> None:
         for index in list(self._indexes.values()):
-            if index.current is not None:
-                index.current.cancel()
+            if index.reads is not None:
+                index.reads.cancel()
             self._drop(index)
 
 
