@@ -125,6 +125,42 @@ async def test_slashed_database_names_round_trip(
     assert (status, body) == (404, {"error": "not_found", "reason": "Database does not exist."})
 
 
+async def test_all_dbs_ranges_follow_creates_and_deletes(
+    embedded: EmbeddedCouch, http: aiohttp.ClientSession
+) -> None:
+    """The DID checks read `numbers/` ranges of `_all_dbs` and must see a database the
+    moment it is created or deleted, in CouchDB's order and bounds."""
+    prefix = f"numbers/+9{secrets.token_hex(3)}"
+    made = [f"{prefix}1", f"{prefix}2", f"{prefix}3"]
+    for name in made:
+        async with http.put(url(embedded.url, name)) as resp:
+            assert resp.status == 201
+
+    async def names(**query: Any) -> list[str]:
+        status, body = await get_json(http, url(embedded.url, "_all_dbs", **query))
+        assert status == 200
+        return body
+
+    def key(name: str) -> str:
+        return json.dumps(name)
+
+    span = {"startkey": key(prefix), "endkey": key(prefix + "\ufff0")}
+    assert await names(**span) == made
+    assert await names(startkey=key(made[1]), endkey=key(made[2]), inclusive_end=False) == [
+        made[1]
+    ]
+    assert await names(startkey=key(made[2]), endkey=key(prefix), descending=True) == made[::-1]
+    assert await names(**span, skip=1, limit=1) == [made[1]]
+    assert await names(startkey=key(made[2]), endkey=key(made[0])) == []
+    async with http.put(url(embedded.url, f"{prefix}0")) as resp:
+        assert resp.status == 201
+    async with http.delete(url(embedded.url, made[1])) as resp:
+        assert resp.status == 200
+    assert await names(**span) == [f"{prefix}0", made[0], made[2]]
+    everything = await names()
+    assert everything == sorted(everything) and f"{prefix}0" in everything
+
+
 async def test_url_id_wins_over_body_id(
     embedded: EmbeddedCouch, http: aiohttp.ClientSession, db: str
 ) -> None:

@@ -6,6 +6,9 @@ as if replicated from a KAZOO installation; the service is driven over HTTP.
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 import pytest
 from helpers import assert_kazoo_error, call, create_trunk, put_trunk
 from number_helpers import (
@@ -326,3 +329,37 @@ async def test_dids_past_the_first_lookup_batch_are_checked(api, couch, make_acc
         "message": f"unauthorized to use {theirs}"
     }
     assert await listed_ids(api, account) == [first.data["id"]]
+
+
+async def test_a_number_database_created_during_other_writes_is_seen_at_once(
+    api, couch, make_account, reseller
+):
+    """Which number databases exist is read once for many concurrent writes
+    (numbers/number_dbs.py), yet a database that appeared before a write began counts."""
+    alice = await make_account("Alice", parent=reseller)
+    bob = await make_account("Bob", parent=reseller)
+    busy = True
+
+    async def keep_writing() -> int:
+        writes = 0
+        while busy:
+            dids = [fresh_number(area) for area in ("415", "212", "646")]
+            reply = await put_trunk(api, alice, routing_trunk(dids))
+            assert reply.status == 201, reply.text
+            writes += 1
+        return writes
+
+    writers = [asyncio.create_task(keep_writing()) for _ in range(4)]
+    try:
+        for _ in range(5):
+            # A new area each round: its database does not exist until KAZOO writes it.
+            theirs = fresh_number(str(random.randrange(200, 1000)))
+            await store_number(couch, kazoo_number(theirs, owner=bob.id))
+            reply = await put_trunk(api, alice, routing_trunk([fresh_number(), theirs]))
+            assert assert_kazoo_error(reply, 403, "forbidden") == {
+                "message": f"unauthorized to use {theirs}"
+            }
+    finally:
+        busy = False
+        written = await asyncio.gather(*writers)
+    assert sum(written) > 0

@@ -18,6 +18,7 @@ from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo.changes import Action, DocWritten, hard_deleted, saved_action
 from service.kazoo.ids import account_db
 from service.numbers.docs import account_copy, assigned_to, is_live
+from service.numbers.number_dbs import NumberDbs
 from service.numbers.rules import is_reconcilable, normalize, number_db
 from service.stores import listing
 from service.stores.accounts import ADMIN_ONLY_SECURITY
@@ -36,6 +37,7 @@ _PARALLEL_READS = 8
 class NumberStore:
     def __init__(self, client: CouchClient) -> None:
         self.client = client
+        self.number_dbs = NumberDbs(client)
         # Told of every number doc and copy written (service/kazoo/changes.py).
         self.on_written: DocWritten | None = None
 
@@ -53,18 +55,6 @@ class NumberStore:
             request,
             install_views=install_views,
         )
-
-    async def existing_dbs(self, dbs: set[str]) -> set[str]:
-        """Which of these number databases exist, in one `_all_dbs` range read.
-
-        A trunk's DIDs usually fall in many `numbers/+1NPA…` databases that do not exist:
-        one listing instead of a read of each saves ~20 requests a write. It is read
-        afresh every time, so a database replicated in from KAZOO counts at once.
-        """
-        if len(dbs) <= 1:
-            return dbs
-        names = await self.client.all_dbs(startkey=min(dbs), endkey=max(dbs))
-        return dbs & set(names)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -105,7 +95,7 @@ class NumberStore:
                 except DatabaseNotFound:
                     return {}
 
-        existing = await self.existing_dbs(set(by_db))
+        existing = await self.number_dbs.existing(set(by_db))
         reads = (read(db, ids) for db, ids in by_db.items() if db in existing)
         found: dict[str, Json] = {}
         for docs in await asyncio.gather(*reads):

@@ -28,23 +28,38 @@ function allDbs(store, query) {
     'startkey');
   const end = queryJson(query.endkey !== undefined ? query.endkey : query.end_key, 'endkey');
   const inclusiveEnd = queryBool(query.inclusive_end, true);
-  let list = store.list();
-  if (descending) {
-    list.reverse();
-  }
-  const before = (a, b) => (descending ? a > b : a < b);
-  list = list.filter((name) => {
-    if (start !== undefined && before(name, start)) {
-      return false;
-    }
-    if (end !== undefined && (before(end, name) || (!inclusiveEnd && name === end))) {
-      return false;
-    }
-    return true;
-  });
   const skip = queryInt(query.skip, 'skip') || 0;
   const limit = queryInt(query.limit, 'limit');
+  const sorted = store.sortedNames();
+  // Binary search rather than a scan: a range is read on every trunk write.
+  const first = (key) => firstIndex(sorted, (name) => name >= key);
+  const after = (key) => firstIndex(sorted, (name) => name > key);
+  let list;
+  if (!descending) {
+    const lo = start === undefined ? 0 : first(start);
+    const hi = end === undefined ? sorted.length : inclusiveEnd ? after(end) : first(end);
+    list = sorted.slice(lo, Math.max(lo, hi));
+  } else {
+    const hi = start === undefined ? sorted.length : after(start);
+    const lo = end === undefined ? 0 : inclusiveEnd ? first(end) : after(end);
+    list = sorted.slice(lo, Math.max(lo, hi)).reverse();
+  }
   return list.slice(skip, limit === undefined ? undefined : skip + limit);
+}
+
+// The first index whose name satisfies `test`, which is false then true along `sorted`.
+function firstIndex(sorted, test) {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (test(sorted[mid])) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
 }
 
 function uuids(query) {

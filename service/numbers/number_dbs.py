@@ -1,0 +1,42 @@
+"""Which number databases exist, read afresh and shared by concurrent writers.
+
+A trunk's DIDs fall in many `numbers/+1NPA` databases, most of which do not exist; one
+`_all_dbs` listing tells which do, instead of a read of each. The listing must be fresh:
+a number database replicated in from KAZOO a moment ago holds owners a write must see
+(docs/kazoo-compatibility.md §11.3). Concurrent writers share the next listing
+(couchdb/fresh_reads.py), so under load it costs one request per round trip rather than
+one per write. The whole `numbers/` range is read: it is the union of every writer's
+range and stays small, one database per country code and area (rules.number_db).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.couchdb.client import CouchClient
+from service.couchdb.fresh_reads import FreshReads
+from service.numbers.rules import NUMBERS_DB_PREFIX
+
+# After every `numbers/…` name in CouchDB's collation of database names.
+_RANGE_END = NUMBERS_DB_PREFIX + "\ufff0"
+
+
+class NumberDbs:
+    def __init__(self, client: CouchClient) -> None:
+        self.client = client
+        self._listings: FreshReads[frozenset[str]] = FreshReads(self._list, "number databases")
+
+    async def existing(self, dbs: set[str]) -> set[str]:
+        """The databases of `dbs` that existed when this call began, or later."""
+        if len(dbs) <= 1:
+            # One read of that database tells as much as a listing would.
+            return dbs
+        names = await asyncio.shield(self._listings.fresh())
+        return dbs & names
+
+    def close(self) -> None:
+        self._listings.cancel()
+
+    async def _list(self) -> frozenset[str]:
+        names = await self.client.all_dbs(startkey=NUMBERS_DB_PREFIX, endkey=_RANGE_END)
+        return frozenset(names)
