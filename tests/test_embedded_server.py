@@ -146,9 +146,7 @@ async def test_all_dbs_ranges_follow_creates_and_deletes(
 
     span = {"startkey": key(prefix), "endkey": key(prefix + "\ufff0")}
     assert await names(**span) == made
-    assert await names(startkey=key(made[1]), endkey=key(made[2]), inclusive_end=False) == [
-        made[1]
-    ]
+    assert await names(startkey=key(made[1]), endkey=key(made[2]), inclusive_end=False) == [made[1]]
     assert await names(startkey=key(made[2]), endkey=key(prefix), descending=True) == made[::-1]
     assert await names(**span, skip=1, limit=1) == [made[1]]
     assert await names(startkey=key(made[2]), endkey=key(made[0])) == []

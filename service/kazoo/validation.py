@@ -37,6 +37,7 @@ from jsonschema import Draft4Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from service.fast_json import MAX_SAFE_INTEGER
+from service.kazoo.fast_validation import FastAcceptance
 from service.paths import SCHEMAS_DIR
 
 DRAFT4_URI: Final = "http://json-schema.org/draft-04/schema#"
@@ -417,11 +418,19 @@ def _repair_types(document: dict[str, Any], errors: Iterable[ValidationError]) -
 class SchemaValidator:
     """A draft-04 schema compiled once, validating with KAZOO's semantics."""
 
-    def __init__(self, schema: Mapping[str, Any], *, strict: bool = False) -> None:
+    def __init__(
+        self, schema: Mapping[str, Any], *, strict: bool = False, fast_path: bool = True
+    ) -> None:
+        """`fast_path=False`: every document through jsonschema (fast_validation.py)."""
         Draft4Validator.check_schema(schema)
         _require_draft4(schema)
         self._validator = _KazooDraft4Validator(schema)
         self._strict = strict
+        self._fast = (
+            FastAcceptance.for_schema(schema, partial(_default_applies, self._validator), _regex)
+            if fast_path
+            else None
+        )
 
     @classmethod
     def from_file(cls, path: Path, *, strict: bool = False) -> SchemaValidator:
@@ -430,6 +439,10 @@ class SchemaValidator:
 
     def validate(self, data: dict[str, Any]) -> ValidationResult:
         """Validate a copy of `data`; defaults come back only when it is valid."""
+        if self._fast is not None:
+            accepted = self._fast.accept(data)
+            if accepted is not None:
+                return ValidationResult(value=accepted)
         # The usual case, a valid body, needs one copy (the validator fills defaults in).
         instance = copy.deepcopy(data)
         errors = list(self._validator.iter_errors(instance))
