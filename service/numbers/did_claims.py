@@ -7,7 +7,10 @@ per number it adds, `<account id>:<E.164>` in `connectivity_did_claims`: CouchDB
 accepts only one creation of an id, and the second writer learns who holds it.
 
 A claim lives from the check until the save has been answered, then it is deleted (off
-the answer's path). One left by an instance that died in between blocks the number for
+the answer's path, with the other deletions of the next `RELEASE_LINGER` seconds).
+Concurrent writers' claims go to CouchDB in one `_bulk_docs` (couchdb/bulk_batches.py):
+Apache CouchDB commits each request to disk, so one request for sixteen writers costs
+about what one writer's did. One left by an instance that died in between blocks the number for
 at most `expiry` seconds: an older claim is taken over with its revision (and if two
 writers race for that, CouchDB again lets only one through). The expiry must exceed the
 longest a write can take between its check and its save (docs/kazoo-compatibility.md §11.3).
@@ -21,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.couchdb.bulk_batches import BulkBatches
 from service.couchdb.client import CouchClient, CouchError, DatabaseNotFound
 from service.stores.accounts import ADMIN_ONLY_SECURITY
 
@@ -29,6 +33,10 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 
 CLAIMS_DB = "connectivity_did_claims"
+
+# Deletions wait this long for others to go with them. A claim outlives its write by at
+# most this (plus a round trip): only a rival write of the same number waits for it.
+RELEASE_LINGER = 0.02
 
 
 @dataclass
@@ -39,11 +47,19 @@ class Claimed:
     mine: dict[str, str] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
 
+    def all_first(self) -> bool:
+        """Whether every claim of ours is the first its id ever had (revision 1): no
+        write ever claimed these numbers before, so none can have saved them since a
+        read that began before this claim (numbers/did_guard.py reads side by side)."""
+        return not self.held and all(rev.startswith("1-") for rev in self.mine.values())
+
 
 class DidClaims:
     def __init__(self, client: CouchClient, *, expiry: float) -> None:
         self._client = client
         self._expiry = expiry
+        self._claims = BulkBatches(client, CLAIMS_DB)
+        self._releases = BulkBatches(client, CLAIMS_DB, linger=RELEASE_LINGER)
         # Deletions under way, kept so that they are not collected before they finish.
         self._releasing: set[asyncio.Task[None]] = set()
 
@@ -60,11 +76,11 @@ class DidClaims:
         docs = [_claim_doc(claim_id, number, doc_id, now) for claim_id, number in ids.items()]
         contested = []
         try:
-            rows = await self._client.bulk_docs(CLAIMS_DB, docs)
+            rows = await self._claims.write(docs)
         except DatabaseNotFound:
             # CouchDB was unreachable when the service started, or someone removed it.
             await self.ensure_database()
-            rows = await self._client.bulk_docs(CLAIMS_DB, docs)
+            rows = await self._claims.write(docs)
         for row in rows:
             if "rev" in row and not row.get("error"):
                 claimed.mine[row["id"]] = row["rev"]
@@ -100,7 +116,7 @@ class DidClaims:
         if not takeovers:
             return
         lost = []
-        for row in await self._client.bulk_docs(CLAIMS_DB, takeovers):
+        for row in await self._claims.write(takeovers):
             if "rev" in row and not row.get("error"):
                 claimed.mine[row["id"]] = row["rev"]
             else:
@@ -123,13 +139,14 @@ class DidClaims:
     async def _delete(self, mine: dict[str, str]) -> None:
         docs = [{"_id": claim_id, "_rev": rev, "_deleted": True} for claim_id, rev in mine.items()]
         try:
-            await self._client.bulk_docs(CLAIMS_DB, docs)
+            await self._releases.write(docs)
         except CouchError as exc:
             log.warning("did claims not released, they expire", extra={"fault": str(exc)})
 
     async def stop(self) -> None:
         if self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
+        self._claims.cancel()
 
 
 def _claim_doc(claim_id: str, number: str, doc_id: str, now: float) -> Json:

@@ -61,6 +61,12 @@ _LAST_PAUSE_SECONDS = 0.2
 log = logging.getLogger(__name__)
 
 
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Marks a side-by-side lookup's failure as seen: the sequential lookup reports it."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _until_any(events: list[asyncio.Event], deadline: float) -> bool:
     """Waits for one of `events` until `deadline`; whether one came."""
     waits = [asyncio.ensure_future(event.wait()) for event in events]
@@ -178,40 +184,58 @@ class DidGuard:
             raise errors.validation_error({**found, **within})
         if not added:
             return
-        taken = await self._claim(db, doc_id, added)
-        if not taken:
-            taken = await self._routed_elsewhere(db, doc_id, added)
+        # With claims in CouchDB, the lookup starts side by side with the claim, and is
+        # kept when the claim shows that no write can have saved these numbers since.
+        early = None
+        if self.claims is not None:
+            early = asyncio.ensure_future(self._routed_elsewhere(db, doc_id, added))
+            early.add_done_callback(_retrieved)
+        try:
+            taken, early_is_enough = await self._claim(db, doc_id, added)
+            if not taken:
+                if early is not None and early_is_enough:
+                    taken = await early
+                else:
+                    taken = await self._routed_elsewhere(db, doc_id, added)
+        finally:
+            if early is not None:
+                early.cancel()
         if taken:
             self._release(db, doc_id)
             raise errors.validation_error(as_validation_errors(duplicates_against(dids, taken)))
 
-    async def _claim(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
+    async def _claim(self, db: str, doc_id: str, added: set[str]) -> tuple[dict[str, str], bool]:
         """Claims `added` for `doc_id`, here and (with several instances) in CouchDB.
 
         A number another write is adding right now is waited for, not refused at once:
         if that write is saved, the lookup after the claim names it (the winner); if it
         fails, this one may have the number. Past `_RIVAL_WAIT_SECONDS` the rival is
-        named as it is. Returns the numbers still held by others (E.164 -> their doc).
+        named as it is. Returns the numbers still held by others (E.164 -> their doc),
+        and whether a lookup begun with the claim is enough: no rival was waited for and
+        no write ever claimed these numbers before (DidClaims.all_first).
         """
         deadline = time.monotonic() + _RIVAL_WAIT_SECONDS
         pause = _FIRST_PAUSE_SECONDS
+        waited = False
         while True:
             held_here = self._claim_here(db, doc_id, added)
             if held_here:
+                waited = True
                 rivals = [self._done[(db, rival)] for rival in set(held_here.values())]
                 if not await _until_any(rivals, deadline):
-                    return held_here
+                    return held_here, False
                 continue
             if self.claims is None:
-                return {}
-            held = await self._claim_in_couch(db, doc_id, added)
+                return {}, False
+            held, first = await self._claim_in_couch(db, doc_id, added)
             if not held:
-                return {}
+                return {}, first and not waited
+            waited = True
             # Ours go back while we wait: two writes holding one number each and
             # waiting for the other's would otherwise wait for each other.
             self._release(db, doc_id)
             if time.monotonic() + pause > deadline:
-                return held
+                return held, False
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LAST_PAUSE_SECONDS)
 
@@ -226,13 +250,15 @@ class DidGuard:
             self._done.setdefault((db, doc_id), asyncio.Event())
         return held
 
-    async def _claim_in_couch(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
+    async def _claim_in_couch(
+        self, db: str, doc_id: str, added: set[str]
+    ) -> tuple[dict[str, str], bool]:
         assert self.claims is not None
         account_id = account_id_from_db(db) or db
         claimed = await self.claims.claim(account_id, doc_id, added)
         key = (db, doc_id)
         self._claimed_in_couch[key] = {**self._claimed_in_couch.get(key, {}), **claimed.mine}
-        return claimed.held
+        return claimed.held, claimed.all_first()
 
     async def _routed_elsewhere(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
         """The stored docs other than `doc_id` routing any of `added`, as of now."""
