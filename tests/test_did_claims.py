@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from faultproxy import FaultProxy
 from helpers import assert_kazoo_error, create_trunk, put_trunk
 from instances import instance
 from number_helpers import fresh_number, npan, routing_trunk
@@ -142,3 +143,42 @@ async def test_the_embedded_server_needs_no_claims(make_account):
     assert not Settings().claims_dids
     assert Settings(couch_url="http://couch.example:5984").claims_dids
     assert not Settings(couch_url="http://couch.example:5984", did_claims=False).claims_dids
+
+
+async def test_a_claim_over_a_released_one_looks_again_after_claiming(
+    couch_url, proxy: FaultProxy, make_account
+):
+    """The lookup that runs beside a claim is only trusted for a number never claimed
+    before: here another instance claims, saves and releases the number between that
+    lookup and this write's claim, and the write must still find the saved doc."""
+    async with (
+        instance(couch_url, did_claims=True) as one,
+        instance(proxy.url, did_claims=True) as two,
+    ):
+        account = await make_account("Claimed twice")
+        await create_trunk(two, account, routing_trunk([fresh_number()]))  # index read
+        number = fresh_number()
+        held = proxy.inject(
+            "delay_request", method="POST", path_contains=CLAIMS_DB, hold_until=asyncio.Event()
+        )
+        try:
+            late = asyncio.ensure_future(put_trunk(two, account, routing_trunk([number])))
+            while not held.hits:
+                await asyncio.sleep(0.01)
+            # Meanwhile, through the other instance: claimed, saved, released.
+            first = await create_trunk(one, account, routing_trunk([number]))
+            await _until_released(couch_url, f"{account.id}:{number}")
+        finally:
+            assert held.hold_until is not None
+            held.hold_until.set()
+            proxy.clear()
+        data = assert_kazoo_error(await late, 400, "validation error")
+        assert data[f"servers.0.DIDs.{number}"]["unique"]["cause"] == first.data["id"]
+
+
+async def _until_released(couch_url: str, claim_id: str) -> None:
+    async with CouchClient(couch_url, timeout=10) as couch:
+        deadline = time.monotonic() + 10
+        while claim_id in await couch.get_docs(CLAIMS_DB, [claim_id]):
+            assert time.monotonic() < deadline, "the claim was never released"
+            await asyncio.sleep(0.02)
