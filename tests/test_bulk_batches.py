@@ -11,7 +11,7 @@ import secrets
 import pytest
 from faultproxy import FaultProxy
 
-from service.couchdb.bulk_batches import BulkBatches
+from service.couchdb.bulk_batches import MAX_DOCS, BulkBatches
 from service.couchdb.client import CouchClient, CouchError
 
 
@@ -74,3 +74,17 @@ async def test_a_failed_request_fails_each_writer_in_it_and_the_next_ones_go_thr
     assert "rev" in rows[0]
     with pytest.raises(CouchError):
         await couch.get_doc(db, "lost0")
+
+
+async def test_a_write_bigger_than_a_request_goes_in_parts_answered_in_order(
+    couch: CouchClient, proxy: FaultProxy
+) -> None:
+    db = await _scratch_db(couch)
+    docs = [{"_id": f"big{n:05d}"} for n in range(2 * MAX_DOCS + 10)]
+    async with CouchClient(proxy.url, timeout=30) as through_proxy:
+        batches = BulkBatches(through_proxy, db)
+        big, small = await asyncio.gather(batches.write(docs), batches.write([{"_id": "small"}]))
+    assert [row["id"] for row in big] == [doc["_id"] for doc in docs]
+    assert all("rev" in row for row in big) and "rev" in small[0]
+    # Three parts, the small write with one of them or (none having room) on its own.
+    assert _bulk_requests(proxy, db) in (3, 4)

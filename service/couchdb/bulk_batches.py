@@ -6,7 +6,8 @@ claims, numbers/did_claims.py) get their docs into the next request rather than 
 request each. One request is under way at a time; what comes meanwhile waits for it
 to end and goes in the following one. A request never carries one id twice (CouchDB
 would refuse one of the two as a conflict of its own): a writer whose id is already in
-the batch goes into the one after.
+the batch goes into the one after. A writer of more than `MAX_DOCS` docs has them sent
+`MAX_DOCS` at a time, so that no request outlasts the client's timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from typing import Any
 from service.couchdb.client import CouchClient, CouchError
 
 Json = dict[str, Any]
+
+# Docs per request at most: Apache CouchDB writes ~10,000 small docs a second here, so a
+# request stays well inside the client's timeout (a 50,000-DID trunk's claims are 25
+# requests, and other writers' claims fit in between).
+MAX_DOCS = 2_000
 
 
 @dataclass
@@ -42,8 +48,14 @@ class BulkBatches:
         self._sending: asyncio.Task[None] | None = None
 
     async def write(self, docs: list[Json]) -> list[Json]:
+        rows: list[Json] = []
+        for start in range(0, len(docs), MAX_DOCS):
+            rows += await self._write_part(docs[start : start + MAX_DOCS])
+        return rows
+
+    async def _write_part(self, docs: list[Json]) -> list[Json]:
         answer: asyncio.Future[list[Json]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Entry(list(docs), answer))
+        self._pending.append(_Entry(docs, answer))
         if self._sending is None:
             self._sending = asyncio.create_task(self._send_all(), name=f"bulk docs {self._db}")
         return await answer
@@ -79,7 +91,7 @@ class BulkBatches:
             ids = entry.ids()
             if entry.answer.done():
                 continue  # its writer went away before it was sent
-            if taken & ids:
+            if taken & ids or (batch and len(taken) + len(ids) > MAX_DOCS):
                 waiting.append(entry)
             else:
                 batch.append(entry)

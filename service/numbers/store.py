@@ -32,6 +32,9 @@ NUMBERS_CLASSIFICATION = "numbers"
 
 # Number databases read at once by get_many.
 _PARALLEL_READS = 8
+# Keys per `_all_docs` read: a 50,000-DID trunk whose numbers share one database is read
+# in parts, each well inside the CouchDB timeout even while other writes load it.
+_KEYS_PER_READ = 2_000
 
 
 class NumberStore:
@@ -96,7 +99,12 @@ class NumberStore:
                     return {}
 
         existing = await self.number_dbs.existing(set(by_db))
-        reads = (read(db, ids) for db, ids in by_db.items() if db in existing)
+        reads = (
+            read(db, ids[start : start + _KEYS_PER_READ])
+            for db, ids in by_db.items()
+            if db in existing
+            for start in range(0, len(ids), _KEYS_PER_READ)
+        )
         found: dict[str, Json] = {}
         for docs in await asyncio.gather(*reads):
             found.update({e164: doc for e164, doc in docs.items() if is_live(doc)})
