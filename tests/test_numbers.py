@@ -363,3 +363,22 @@ async def test_a_number_database_created_during_other_writes_is_seen_at_once(
         busy = False
         written = await asyncio.gather(*writers)
     assert sum(written) > 0
+
+
+async def test_a_trunk_with_thousands_of_dids_finds_the_few_number_docs_among_them(
+    api, couch, make_account, reseller
+):
+    """Past 2,000 numbers in one number database holding far fewer docs, the database is
+    read whole instead of looked up key by key (numbers/store.py): same verdicts."""
+    alice = await make_account("Alice", parent=reseller)
+    bob = await make_account("Bob", parent=reseller)
+    area = str(random.randrange(200, 1000))
+    dids = sorted({fresh_number(area) for _ in range(2_500)})
+    own, bobs = dids[1_234], dids[-1]
+    await store_number(couch, kazoo_number(own, owner=alice.id))
+    await store_number(couch, kazoo_number(bobs, owner=bob.id))
+    reply = await put_trunk(api, alice, routing_trunk(dids))
+    assert assert_kazoo_error(reply, 403, "forbidden") == {"message": f"unauthorized to use {bobs}"}
+    reply = await put_trunk(api, alice, routing_trunk(dids[:-1]))
+    assert reply.status == 201, reply.text[:300]
+    assert (await number_doc(couch, own))["pvt_used_by"] == "trunkstore"

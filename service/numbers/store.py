@@ -35,6 +35,8 @@ _PARALLEL_READS = 8
 # Keys per `_all_docs` read: a 50,000-DID trunk whose numbers share one database is read
 # in parts, each well inside the CouchDB timeout even while other writes load it.
 _KEYS_PER_READ = 2_000
+# A database holding fewer docs than a quarter of the keys asked is read whole instead.
+_WHOLE_DB_FACTOR = 4
 
 
 class NumberStore:
@@ -98,17 +100,54 @@ class NumberStore:
                 except DatabaseNotFound:
                     return {}
 
+        async def read_db(db: str, ids: list[str]) -> dict[str, Json]:
+            if len(ids) > _KEYS_PER_READ and await self._holds_fewer_than(db, len(ids)):
+                return await self._whole_db(db, set(ids))
+            parts = range(0, len(ids), _KEYS_PER_READ)
+            found: dict[str, Json] = {}
+            for docs in await asyncio.gather(
+                *(read(db, ids[i : i + _KEYS_PER_READ]) for i in parts)
+            ):
+                found.update(docs)
+            return found
+
         existing = await self.number_dbs.existing(set(by_db))
-        reads = (
-            read(db, ids[start : start + _KEYS_PER_READ])
-            for db, ids in by_db.items()
-            if db in existing
-            for start in range(0, len(ids), _KEYS_PER_READ)
-        )
+        reads = (read_db(db, ids) for db, ids in by_db.items() if db in existing)
         found: dict[str, Json] = {}
         for docs in await asyncio.gather(*reads):
             found.update({e164: doc for e164, doc in docs.items() if is_live(doc)})
         return found
+
+    async def _holds_fewer_than(self, db: str, keys: int) -> bool:
+        """Whether reading the whole database is cheaper than looking `keys` ids up: a
+        lookup costs CouchDB ~0.1 ms a key whether the doc exists or not (5.5 s for a
+        50,000-DID trunk on Apache CouchDB), a page of the database far less a doc."""
+        try:
+            info = await self.client.db_info(db)
+        except DatabaseNotFound:
+            return False
+        count = info.get("doc_count")
+        return isinstance(count, int) and count * _WHOLE_DB_FACTOR < keys
+
+    async def _whole_db(self, db: str, wanted: set[str]) -> dict[str, Json]:
+        found: dict[str, Json] = {}
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"include_docs": True, "limit": _KEYS_PER_READ}
+            if after is not None:
+                params.update(startkey=after, skip=1)
+            try:
+                page = await self.client.all_docs(db, **params)
+            except DatabaseNotFound:
+                return found
+            rows = page.get("rows") or []
+            for row in rows:
+                doc = row.get("doc")
+                if row.get("id") in wanted and isinstance(doc, dict):
+                    found[row["id"]] = doc
+            if len(rows) < _KEYS_PER_READ:
+                return found
+            after = rows[-1]["id"]
 
     async def get_copy(self, account_id: str, e164: str) -> Json | None:
         try:
