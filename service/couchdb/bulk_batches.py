@@ -60,11 +60,6 @@ class BulkBatches:
             self._sending = asyncio.create_task(self._send_all(), name=f"bulk docs {self._db}")
         return await answer
 
-    async def flush(self) -> None:
-        """Waits until everything written so far has been sent."""
-        while self._sending is not None:
-            await asyncio.shield(self._sending)
-
     def cancel(self) -> None:
         if self._sending is not None:
             self._sending.cancel()

@@ -56,8 +56,8 @@ _SAME_MEANING: Final = frozenset(
     }
 )
 
-# Schema keywords whose value is a map of names to subschemas, or one subschema, or
-# a subschema or a list of them.
+# Keywords whose value maps names to subschemas; keywords whose value is a subschema or
+# a list of them (a boolean for the additional ones).
 _SCHEMA_MAPS: Final = ("properties", "patternProperties")
 _SCHEMA_OR_LIST: Final = ("additionalProperties", "items", "additionalItems")
 # Keywords sorted before `properties` that look at an object's keys: the full validator
@@ -203,12 +203,10 @@ def _ascii_patterns(schema: Any) -> Any:
             copied[keyword] = "(?a)" + value
         elif keyword == "patternProperties":
             copied[keyword] = {"(?a)" + p: _ascii_patterns(sub) for p, sub in value.items()}
-        elif keyword in ("properties", *_SCHEMA_OR_LIST):
-            copied[keyword] = (
-                {name: _ascii_patterns(sub) for name, sub in value.items()}
-                if keyword == "properties"
-                else _ascii_patterns(value)
-            )
+        elif keyword == "properties":
+            copied[keyword] = {name: _ascii_patterns(sub) for name, sub in value.items()}
+        elif keyword in _SCHEMA_OR_LIST:
+            copied[keyword] = _ascii_patterns(value)
         else:
             copied[keyword] = value
     return copied

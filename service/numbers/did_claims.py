@@ -7,13 +7,15 @@ per number it adds, `<account id>:<E.164>` in `connectivity_did_claims`: CouchDB
 accepts only one creation of an id, and the second writer learns who holds it.
 
 A claim lives from the check until the save has been answered, then it is deleted (off
-the answer's path, with the other deletions of the next `RELEASE_LINGER` seconds).
+the answer's path, with the other deletions of the next `RELEASE_LINGER` seconds). One
+left by an instance that died in between blocks the number for at most `expiry`
+seconds: an older claim is taken over with its revision (and if two writers race for
+that, CouchDB again lets only one through). The expiry must exceed the longest a write
+can take between its check and its save (docs/kazoo-compatibility.md §11.3).
+
 Concurrent writers' claims go to CouchDB in one `_bulk_docs` (couchdb/bulk_batches.py):
 Apache CouchDB commits each request to disk, so one request for sixteen writers costs
-about what one writer's did. One left by an instance that died in between blocks the number for
-at most `expiry` seconds: an older claim is taken over with its revision (and if two
-writers race for that, CouchDB again lets only one through). The expiry must exceed the
-longest a write can take between its check and its save (docs/kazoo-compatibility.md §11.3).
+about what one writer's did.
 """
 
 from __future__ import annotations

@@ -34,9 +34,6 @@ class NumberDbs:
         names = await asyncio.shield(self._listings.fresh())
         return dbs & names
 
-    def close(self) -> None:
-        self._listings.cancel()
-
     async def _list(self) -> frozenset[str]:
         names = await self.client.all_dbs(startkey=NUMBERS_DB_PREFIX, endkey=_RANGE_END)
         return frozenset(names)
