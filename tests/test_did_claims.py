@@ -2,9 +2,10 @@
 (service/numbers/did_claims.py, docs/kazoo-compatibility.md §11.3).
 
 Each instance checks a write's new numbers against what is stored; claims in CouchDB
-make the second of two racing writers through different instances lose, and a claim
-left by an instance that died between its check and its save blocks the number for at
-most CONNECTIVITY_DID_CLAIM_SECONDS.
+make the second of two racing writers through different instances lose; the claim of a
+saved write ends with the next revision of its doc, and one left by an instance that
+died between its check and its save blocks the number for at most
+CONNECTIVITY_DID_CLAIM_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import asyncio
 import time
 
 from faultproxy import FaultProxy
-from helpers import assert_kazoo_error, create_trunk, put_trunk
+from helpers import assert_kazoo_error, call, create_trunk, put_trunk
 from instances import instance
 from number_helpers import fresh_number, npan, routing_trunk
 
 from service.couchdb.client import CouchClient
-from service.numbers.did_claims import CLAIMS_DB, DidClaims
+from service.numbers.did_claims import CLAIMS_DB, ClaimingWrite, DidClaims
 
 WRITERS = 8
 
@@ -87,7 +88,8 @@ async def test_a_claim_left_by_a_dead_instance_blocks_only_until_it_expires(
         # the claim, never released, and no doc.
         dead = DidClaims(couch, expiry=expiry)
         await dead.ensure_database()
-        left = await dead.claim(account.id, "doc-of-the-dead-instance", {number})
+        dead_write = ClaimingWrite(account.db, "doc-of-the-dead-instance", None)
+        left = await dead.claim(account.id, dead_write, {number})
         claimed_at = time.time()
         assert left.mine and not left.held
 
@@ -112,29 +114,76 @@ async def test_a_claim_of_a_writer_still_at_work_is_named_after_the_wait(
         number = fresh_number()
         slow = DidClaims(couch, expiry=60)
         await slow.ensure_database()
-        await slow.claim(account.id, "doc-being-written", {number})
+        await slow.claim(account.id, ClaimingWrite(account.db, "doc-being-written", None), {number})
         reply = await put_trunk(api, account, routing_trunk([number]))
         data = assert_kazoo_error(reply, 400, "validation error")
         assert data[f"servers.0.DIDs.{number}"]["unique"]["cause"] == "doc-being-written"
 
 
-async def test_claims_are_released_once_the_write_is_answered(
+async def test_a_number_a_saved_trunk_dropped_is_free_at_once_through_another_instance(
     couch_url, couch: CouchClient, make_account
 ):
-    async with instance(couch_url, did_claims=True) as api:
-        account = await make_account("Released")
+    """A saved write's claim stays in CouchDB (deleting it would cost a commit per
+    number), yet it holds nothing: once the trunk no longer routes the number, another
+    instance adds it without waiting for the claim to expire."""
+    async with (
+        instance(couch_url, did_claims=True, did_claim_seconds=60) as one,
+        instance(couch_url, did_claims=True, did_claim_seconds=60) as two,
+    ):
+        account = await make_account("Dropped then taken")
         number = fresh_number()
-        await create_trunk(api, account, routing_trunk([number]))
+        first = await create_trunk(one, account, routing_trunk([number]))
         claim_id = f"{account.id}:{number}"
+        kept = await couch.get_docs(CLAIMS_DB, [claim_id])
+        assert kept[claim_id]["connectivity_id"] == first.data["id"]
 
-        async def released() -> bool:
-            found = await couch.get_docs(CLAIMS_DB, [claim_id])
-            return claim_id not in found
+        # Still routed: the claim is taken over and the lookup names the trunk.
+        refused = await put_trunk(two, account, routing_trunk([number]))
+        cause = assert_kazoo_error(refused, 400, "validation error")[f"servers.0.DIDs.{number}"]
+        assert cause["unique"]["cause"] == first.data["id"]
 
-        deadline = time.monotonic() + 10
-        while not await released():
-            assert time.monotonic() < deadline, "the claim was never released"
-            await asyncio.sleep(0.05)
+        url = account.url("/" + first.data["id"])
+        replaced = await call(
+            one, "POST", url, data=routing_trunk([fresh_number()]), token=account.token
+        )
+        assert replaced.status == 200, replaced.text
+        started = time.monotonic()
+        second = await create_trunk(two, account, routing_trunk([number]))
+        # Far below the 60 s expiry, and below the 5 s a rival in flight is waited for.
+        assert time.monotonic() - started < 3
+        taken = await couch.get_docs(CLAIMS_DB, [claim_id])
+        assert taken[claim_id]["connectivity_id"] == second.data["id"]
+
+        # Deleted (soft, as KAZOO does) frees it too.
+        deleted = await call(
+            one, "DELETE", account.url("/" + second.data["id"]), token=account.token
+        )
+        assert deleted.status == 200, deleted.text
+        started = time.monotonic()
+        await create_trunk(one, account, routing_trunk([number]))
+        assert time.monotonic() - started < 3
+
+
+async def test_the_claims_of_a_refused_write_are_deleted(
+    couch_url, couch: CouchClient, make_account
+):
+    async with (
+        instance(couch_url, did_claims=True, did_claim_seconds=60) as one,
+        instance(couch_url, did_claims=True, did_claim_seconds=60) as two,
+    ):
+        account = await make_account("Refused write")
+        routed, free = fresh_number(), fresh_number()
+        owner = await create_trunk(one, account, routing_trunk([routed]))
+        refused = await put_trunk(two, account, routing_trunk([routed, free]))
+        cause = assert_kazoo_error(refused, 400, "validation error")[f"servers.0.DIDs.{routed}"]
+        assert cause["unique"]["cause"] == owner.data["id"]
+        # The refused write's claim of `free` goes: the next writer does not wait for it
+        # (a claim still held would keep it waiting 5 s, then refuse it).
+        started = time.monotonic()
+        await create_trunk(one, account, routing_trunk([free]))
+        assert time.monotonic() - started < 3
+        claim_id = f"{account.id}:{free}"
+        assert (await couch.get_docs(CLAIMS_DB, [claim_id]))[claim_id]["base_rev"] is None
 
 
 async def test_the_embedded_server_needs_no_claims(make_account):
@@ -165,20 +214,11 @@ async def test_a_claim_over_a_released_one_looks_again_after_claiming(
             late = asyncio.ensure_future(put_trunk(two, account, routing_trunk([number])))
             while not held.hits:
                 await asyncio.sleep(0.01)
-            # Meanwhile, through the other instance: claimed, saved, released.
+            # Meanwhile, through the other instance: claimed and saved.
             first = await create_trunk(one, account, routing_trunk([number]))
-            await _until_released(couch_url, f"{account.id}:{number}")
         finally:
             assert held.hold_until is not None
             held.hold_until.set()
             proxy.clear()
         data = assert_kazoo_error(await late, 400, "validation error")
         assert data[f"servers.0.DIDs.{number}"]["unique"]["cause"] == first.data["id"]
-
-
-async def _until_released(couch_url: str, claim_id: str) -> None:
-    async with CouchClient(couch_url, timeout=10) as couch:
-        deadline = time.monotonic() + 10
-        while claim_id in await couch.get_docs(CLAIMS_DB, [claim_id]):
-            assert time.monotonic() < deadline, "the claim was never released"
-            await asyncio.sleep(0.02)

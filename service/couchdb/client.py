@@ -361,6 +361,21 @@ class CouchClient:
         rows = body.get("rows", []) if isinstance(body, dict) else []
         return {row["id"]: row["doc"] for row in rows if isinstance(row.get("doc"), dict)}
 
+    async def revisions(self, db: str, doc_ids: list[str]) -> dict[str, str]:
+        """The current revision of each of `doc_ids` that exists or existed (a deleted
+        doc's tombstone included), by id, in one `_all_docs` round trip."""
+        status, body = await self.request(
+            "POST", f"{quote_db(db)}/_all_docs", body={"keys": doc_ids}
+        )
+        _raise_not_found(status, body, db, None)
+        _expect(status, body, (200,), f"POST /{db}/_all_docs")
+        rows = body.get("rows", []) if isinstance(body, dict) else []
+        return {
+            row["id"]: row["value"]["rev"]
+            for row in rows
+            if isinstance(row.get("value"), dict) and "rev" in row["value"]
+        }
+
     async def all_docs(self, db: str, **params: Any) -> Json:
         """`GET /{db}/_all_docs` with view-style parameters (JSON-encoded keys)."""
         status, body = await self.request(

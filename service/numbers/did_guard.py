@@ -8,7 +8,8 @@ account (ours, see `dids`), then KAZOO's ownership check (§11.1) with the
 
 A number a write adds is claimed, from its check until its save is answered: in memory,
 so that two writes through this instance cannot both add it, and, when several
-instances share the CouchDB, in CouchDB too (numbers/did_claims.py). Only then is it
+instances share the CouchDB, in CouchDB too (numbers/did_claims.py; there a saved
+write's claim stays until the next writer of the number finds it over). Only then is it
 looked up among the stored docs: in the account's in-memory index, brought up to date
 first (numbers/did_index.py), or, for an account not indexed, in `trunkstore/lookup_did`.
 Claiming first means a rival either claimed before us (refused here) or will find our
@@ -29,7 +30,7 @@ from service.couchdb.design_docs import ensure_design_docs
 from service.kazoo import errors
 from service.kazoo.documents import WriteContext
 from service.kazoo.ids import account_id_from_db
-from service.numbers.did_claims import DidClaims
+from service.numbers.did_claims import ClaimingWrite, DidClaims
 from service.numbers.did_index import DidIndex
 from service.numbers.dids import (
     as_validation_errors,
@@ -145,7 +146,8 @@ class DidGuard:
         it was removed for good)."""
         if self.index is not None:
             self.index.landed(db, doc_id, doc)
-        self._release(db, doc_id)
+        # Its CouchDB claims stay: the doc's new revision is what ends them (did_claims.py).
+        self._release(db, doc_id, landed=True)
 
     def abandoned(self, db: str, doc_id: str) -> None:
         """The write of `doc_id` did not happen (or its outcome is unknown)."""
@@ -153,7 +155,7 @@ class DidGuard:
             self.index.lost(db)
         self._release(db, doc_id)
 
-    def _release(self, db: str, doc_id: str) -> None:
+    def _release(self, db: str, doc_id: str, *, landed: bool = False) -> None:
         done = self._done.pop((db, doc_id), None)
         if done is not None:
             done.set()
@@ -164,7 +166,7 @@ class DidGuard:
             if not here:
                 del self._claimed_here[db]
         in_couch = self._claimed_in_couch.pop((db, doc_id), None)
-        if in_couch and self.claims is not None:
+        if in_couch and self.claims is not None and not landed:
             self.claims.release(in_couch)
 
     async def check_unique(self, db: str, doc: Json, before: Json | None = None) -> None:
@@ -191,7 +193,9 @@ class DidGuard:
             early = asyncio.ensure_future(self._routed_elsewhere(db, doc_id, added))
             early.add_done_callback(_retrieved)
         try:
-            taken, early_is_enough = await self._claim(db, doc_id, added)
+            base_rev = before.get("_rev") if before is not None else None
+            write = ClaimingWrite(db, doc_id, base_rev if isinstance(base_rev, str) else None)
+            taken, early_is_enough = await self._claim(write, added)
             if not taken:
                 if early is not None and early_is_enough:
                     taken = await early
@@ -204,8 +208,8 @@ class DidGuard:
             self._release(db, doc_id)
             raise errors.validation_error(as_validation_errors(duplicates_against(dids, taken)))
 
-    async def _claim(self, db: str, doc_id: str, added: set[str]) -> tuple[dict[str, str], bool]:
-        """Claims `added` for `doc_id`, here and (with several instances) in CouchDB.
+    async def _claim(self, write: ClaimingWrite, added: set[str]) -> tuple[dict[str, str], bool]:
+        """Claims `added` for the write, here and (with several instances) in CouchDB.
 
         A number another write is adding right now is waited for, not refused at once:
         if that write is saved, the lookup after the claim names it (the winner); if it
@@ -214,6 +218,7 @@ class DidGuard:
         and whether a lookup begun with the claim is enough: no rival was waited for and
         no write ever claimed these numbers before (DidClaims.all_first).
         """
+        db, doc_id = write.db, write.doc_id
         deadline = time.monotonic() + _RIVAL_WAIT_SECONDS
         pause = _FIRST_PAUSE_SECONDS
         waited = False
@@ -227,7 +232,7 @@ class DidGuard:
                 continue
             if self.claims is None:
                 return {}, False
-            held, first = await self._claim_in_couch(db, doc_id, added)
+            held, first = await self._claim_in_couch(write, added)
             if not held:
                 return {}, first and not waited
             waited = True
@@ -251,12 +256,12 @@ class DidGuard:
         return held
 
     async def _claim_in_couch(
-        self, db: str, doc_id: str, added: set[str]
+        self, write: ClaimingWrite, added: set[str]
     ) -> tuple[dict[str, str], bool]:
         assert self.claims is not None
-        account_id = account_id_from_db(db) or db
-        claimed = await self.claims.claim(account_id, doc_id, added)
-        key = (db, doc_id)
+        account_id = account_id_from_db(write.db) or write.db
+        claimed = await self.claims.claim(account_id, write, added)
+        key = (write.db, write.doc_id)
         self._claimed_in_couch[key] = {**self._claimed_in_couch.get(key, {}), **claimed.mine}
         return claimed.held, claimed.all_first()
 
