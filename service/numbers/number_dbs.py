@@ -7,6 +7,10 @@ a number database replicated in from KAZOO a moment ago holds owners a write mus
 (couchdb/fresh_reads.py), so under load it costs one request per round trip rather than
 one per write. The whole `numbers/` range is read: it is the union of every writer's
 range and stays small, one database per country code and area (rules.number_db).
+
+Number databases are created, hardly ever removed: the databases the last listing named
+can be read while the fresh listing is under way (`known`), and only those it adds are
+read after it. A database removed meanwhile reads as empty, as it would after.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ class NumberDbs:
     def __init__(self, client: CouchClient) -> None:
         self.client = client
         self._listings: FreshReads[frozenset[str]] = FreshReads(self._list, "number databases")
+        self._last: frozenset[str] = frozenset()
+
+    def known(self, dbs: set[str]) -> set[str]:
+        """The databases of `dbs` that the last listing named (none before the first)."""
+        return dbs & self._last
 
     async def existing(self, dbs: set[str]) -> set[str]:
         """The databases of `dbs` that existed when this call began, or later."""
@@ -35,5 +44,6 @@ class NumberDbs:
         return dbs & names
 
     async def _list(self) -> frozenset[str]:
-        names = await self.client.all_dbs(startkey=NUMBERS_DB_PREFIX, endkey=_RANGE_END)
-        return frozenset(names)
+        names = frozenset(await self.client.all_dbs(startkey=NUMBERS_DB_PREFIX, endkey=_RANGE_END))
+        self._last = names
+        return names

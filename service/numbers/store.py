@@ -111,10 +111,20 @@ class NumberStore:
                 found.update(docs)
             return found
 
-        existing = await self.number_dbs.existing(set(by_db))
-        reads = (read_db(db, ids) for db, ids in by_db.items() if db in existing)
+        # The databases known to exist are read while the fresh listing tells whether
+        # others appeared (number_dbs.py): the two reads go side by side.
+        known = self.number_dbs.known(set(by_db))
+        early = [asyncio.ensure_future(read_db(db, by_db[db])) for db in sorted(known)]
+        try:
+            existing = await self.number_dbs.existing(set(by_db))
+            late = [read_db(db, ids) for db, ids in by_db.items() if db in existing - known]
+            answers = await asyncio.gather(*early, *late)
+        except BaseException:
+            for task in early:
+                task.cancel()
+            raise
         found: dict[str, Json] = {}
-        for docs in await asyncio.gather(*reads):
+        for docs in answers:
             found.update({e164: doc for e164, doc in docs.items() if is_live(doc)})
         return found
 
