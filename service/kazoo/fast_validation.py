@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import fastjsonschema
+import orjson
 
 # Keywords fastjsonschema checks exactly as jsonschema's Draft4Validator with
 # validation.py's replacements does, or more strictly (format: Draft4Validator checks
@@ -92,7 +93,7 @@ class FastAcceptance:
             return None  # e.g. a format it does not know: the full validator alone
 
     def accept(self, data: dict[str, Any]) -> dict[str, Any] | None:
-        instance = copy.deepcopy(data)
+        instance = _copy(data)
         self._fill(self._schema, instance)
         try:
             self._check(instance)
@@ -209,4 +210,14 @@ def _ascii_patterns(schema: Any) -> Any:
             copied[keyword] = _ascii_patterns(value)
         else:
             copied[keyword] = value
+    return copied
+
+
+def _copy(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of JSON data: through orjson, a tenth of `copy.deepcopy`'s cost. An
+    integer orjson cannot write (past 64 bits, from a stored doc) takes deepcopy."""
+    try:
+        copied: dict[str, Any] = orjson.loads(orjson.dumps(data))
+    except orjson.JSONEncodeError:
+        return copy.deepcopy(data)
     return copied

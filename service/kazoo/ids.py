@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 # Seconds between 0000-01-01 (Erlang's calendar epoch) and 1970-01-01.
 GREGORIAN_OFFSET = 62_167_219_200
@@ -24,7 +24,7 @@ def now_gregorian() -> int:
 
 def new_id() -> str:
     """16 random bytes as 32 lowercase hex, like kz_datamgr:get_uuid/0."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def is_raw_account_id(value: str) -> bool:
