@@ -114,14 +114,14 @@ async def _wait_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path
 
 @contextlib.asynccontextmanager
 async def running_stack(work_dir: Path) -> AsyncIterator[Stack]:
-    # On the embedded server the service is as `make run` starts it: the only writer of
-    # its own CouchDB, so without DID claims (README, settings). The two services here
-    # never write the same numbers. On Apache CouchDB the default (claims on) is measured.
-    alone = {} if os.environ.get("CONNECTIVITY_COUCH_URL", "").strip() else {"did_claims": "false"}
+    # The service is as `make run` starts it (DID claims "auto": on Apache CouchDB it
+    # claims while another instance writes, numbers/instances.py). The second service
+    # only answers reads here, so it stays out of the instance roster (claims off), and
+    # the first one works alone, as one instance on its CouchDB does.
     async with (
         couchdb(work_dir) as (couch_url, couch_pid, kind),
-        service(couch_url, work_dir, **alone) as (service_url, service_pid),
-        service(couch_url, work_dir, "uncached", read_cache_mb="0", **alone) as (
+        service(couch_url, work_dir) as (service_url, service_pid),
+        service(couch_url, work_dir, "uncached", read_cache_mb="0", did_claims="false") as (
             uncached,
             uncached_pid,
         ),

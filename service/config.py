@@ -75,11 +75,15 @@ class Settings:
     # together; the least recently written accounts go first.
     did_index_numbers: int = 400_000
     # Claims in CouchDB of the numbers a write adds, so that several instances sharing
-    # one CouchDB cannot both add a number (numbers/did_claims.py). None: on with
-    # CONNECTIVITY_COUCH_URL, off for the embedded server (no other instance reaches it).
+    # one CouchDB cannot both add a number (numbers/did_claims.py). None ("auto"): with
+    # CONNECTIVITY_COUCH_URL, claims while another instance writes to it
+    # (numbers/instances.py); off for the embedded server (no other instance reaches
+    # it). True: always. False: never, for an instance that is its CouchDB's only writer.
     did_claims: bool | None = None
     # How long a claim left by an instance that died mid-write blocks its number.
     did_claim_seconds: float = 30.0
+    # How often an instance rewrites its entry in the instance roster.
+    instance_beat_seconds: float = 2.0
     # DIDs one connectivity doc may route (§7.5); None: the server's default below,
     # 0: no bound of our own (the upload limit and CouchDB's max_document_size remain).
     max_dids: int | None = None
@@ -96,7 +100,13 @@ class Settings:
 
     @property
     def claims_dids(self) -> bool:
+        """Whether this instance claims numbers in CouchDB, at least while others write."""
         return (not self.uses_embedded_couch) if self.did_claims is None else self.did_claims
+
+    @property
+    def claims_only_with_others(self) -> bool:
+        """Whether it claims only while the instance roster shows another writer."""
+        return self.claims_dids and self.did_claims is None
 
     @property
     def did_bound(self) -> int | None:
@@ -164,6 +174,11 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _did_claims(env: Mapping[str, str]) -> bool | None:
+    raw = env.get(PREFIX + "DID_CLAIMS", "").strip().lower()
+    return None if raw in ("", "auto") else _bool(env, "DID_CLAIMS", False)
 
 
 def _couch_url(env: Mapping[str, str]) -> str | None:
@@ -265,7 +280,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         amqp_publish_timeout=_float(env, "AMQP_PUBLISH_TIMEOUT", 5.0, low=0.1),
         did_index_databases=_int(env, "DID_INDEX_DATABASES", 10_000, low=0, high=1_000_000),
         did_index_numbers=_int(env, "DID_INDEX_NUMBERS", 400_000, low=0, high=100_000_000),
-        did_claims=_bool(env, "DID_CLAIMS", False) if env.get(PREFIX + "DID_CLAIMS") else None,
+        did_claims=_did_claims(env),
         did_claim_seconds=_float(env, "DID_CLAIM_SECONDS", 30.0, low=0.1),
+        instance_beat_seconds=_float(env, "INSTANCE_BEAT_SECONDS", 2.0, low=0.05),
         max_dids=_optional_int(env, "MAX_DIDS", low=0, high=10_000_000),
     )

@@ -35,6 +35,7 @@ requires_apache_couch = pytest.mark.skipif(
 async def couch_url() -> AsyncIterator[str]:
     """The CouchDB URL (with admin credentials) every test of the session uses."""
     if APACHE_COUCH_URL:
+        await _forget_earlier_runs_instances(APACHE_COUCH_URL)
         yield APACHE_COUCH_URL
         return
     password = secrets.token_urlsafe(16)
@@ -42,6 +43,22 @@ async def couch_url() -> AsyncIterator[str]:
     url = await server.start()
     yield with_credentials(url, "admin", password)
     await server.stop()
+
+
+async def _forget_earlier_runs_instances(url: str) -> None:
+    """An Apache CouchDB outlives the run: instances of an earlier run that was killed
+    left their roster entries, which would hold this run's first writes back until their
+    lease ends (numbers/instances.py)."""
+    from service.couchdb.client import DatabaseNotFound, DocumentNotFound
+    from service.numbers.did_claims import CLAIMS_DB
+    from service.numbers.instances import ROSTER_ID
+
+    async with CouchClient(url) as client:
+        try:
+            roster = await client.get_doc(CLAIMS_DB, ROSTER_ID)
+        except (DocumentNotFound, DatabaseNotFound):
+            return
+        await client.delete_doc(CLAIMS_DB, ROSTER_ID, roster["_rev"])
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -72,8 +89,12 @@ async def api(couch_url: str) -> AsyncIterator[TestClient]:
     shared instance with them would answer early tests from memory and late ones from
     CouchDB. Every read and duplicate-DID check of `api` reaches CouchDB; tests of the
     caches use an instance of their own (`cached_api`, `proxied_api`).
+
+    It claims no numbers in CouchDB and has no entry in the instance roster
+    (CONNECTIVITY_DID_CLAIMS=false): alive all session long, it would otherwise keep
+    every other instance from ever working alone (tests/test_instances.py).
     """
-    client = await instance_for(couch_url, read_cache_mb=0, did_index_databases=0)
+    client = await instance_for(couch_url, read_cache_mb=0, did_index_databases=0, did_claims=False)
     yield client
     await client.close()
 
@@ -81,7 +102,7 @@ async def api(couch_url: str) -> AsyncIterator[TestClient]:
 @pytest_asyncio.fixture(scope="module")
 async def cached_api(couch_url: str) -> AsyncIterator[TestClient]:
     """An instance whose read cache follows every database a module's tests touch."""
-    client = await instance_for(couch_url, read_cache_databases=10_000)
+    client = await instance_for(couch_url, read_cache_databases=10_000, did_claims=False)
     yield client
     await client.close()
 

@@ -39,8 +39,10 @@ async def now(value: bool) -> bool:
 
 async def instance_for(couch_url: str, **settings: Any) -> TestClient:
     """A started service instance of its own on `couch_url`, with these settings."""
-    # Rate limits off unless asked for, as every test instance (tests/conftest.py).
-    settings = {"rate_limit_cost": 0, **settings}
+    # Rate limits off unless asked for, as every test instance (tests/conftest.py). The
+    # instance roster beats faster than by default, so that instances coming and going
+    # are in step within a tenth of a second (numbers/instances.py).
+    settings = {"rate_limit_cost": 0, "instance_beat_seconds": 0.1, **settings}
     client = TestClient(TestServer(create_app(Settings(couch_url=couch_url, **settings))))
     await client.start_server()
     return client

@@ -84,6 +84,8 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
             services.events.start()
         await _bootstrap(services)
         services.account_cache.start()
+        if services.roster is not None:
+            services.roster.start()
         # Design docs of every account db, checked without delaying start-up.
         app[VIEW_CHECK] = start_view_check(client)
         yield
@@ -92,6 +94,8 @@ def _couch_context(settings: Settings):  # type: ignore[no-untyped-def]
             await services.events.close(settings.shutdown_grace)
         await stop_view_check(app[VIEW_CHECK])
         await services.account_cache.stop()
+        if services.roster is not None:
+            await services.roster.stop()
         services.reads.stop()
         services.did_index.stop()
         if services.did_claims is not None:

@@ -24,9 +24,10 @@ from service.events.publisher import EventPublisher, publisher_for
 from service.http.client_address import Network, parse_networks
 from service.kazoo.ids import account_db
 from service.kazoo.validation import SchemaValidator, schema_path
-from service.numbers.did_claims import DidClaims
+from service.numbers.did_claims import CLAIMS_DB, DidClaims
 from service.numbers.did_guard import DidGuard
 from service.numbers.did_index import DidIndex
+from service.numbers.instances import InstanceRoster
 from service.numbers.phone_numbers import PhoneNumbers
 from service.numbers.store import NumberStore
 from service.stores.accounts import AccountStore
@@ -63,6 +64,8 @@ class Services:
     # Which trunk routes which number, per account written to (numbers/did_index.py).
     did_index: DidIndex
     did_claims: DidClaims | None
+    # This instance's entry among those writing to the CouchDB (numbers/instances.py).
+    roster: InstanceRoster | None
     # The account databases' changes feeds both of them follow.
     feeds: FeedHub
     # Crossbar's per client/account request buckets, and whose X-Forwarded-For to believe.
@@ -97,6 +100,18 @@ class Services:
         did_claims = (
             DidClaims(client, expiry=settings.did_claim_seconds) if settings.claims_dids else None
         )
+        # Every claiming instance keeps its entry; only "auto" ones may then work solo.
+        roster = (
+            InstanceRoster(
+                client,
+                CLAIMS_DB,
+                did_claims.ensure_database,
+                beat=settings.instance_beat_seconds,
+                claim_expiry=settings.did_claim_seconds,
+            )
+            if did_claims is not None
+            else None
+        )
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
         # One number store shared by the DID checks and the phone_numbers resource.
@@ -123,7 +138,12 @@ class Services:
             client,
             validator,
             dids=DidGuard(
-                client, AccountStore(client), numbers, index=did_index, claims=did_claims
+                client,
+                AccountStore(client),
+                numbers,
+                index=did_index,
+                claims=did_claims,
+                roster=roster if settings.claims_only_with_others else None,
             ),
             reads=reads,
             max_dids=settings.did_bound,
@@ -156,6 +176,7 @@ class Services:
             reads=reads,
             did_index=did_index,
             did_claims=did_claims,
+            roster=roster,
             feeds=hub,
             buckets=RequestBuckets(
                 settings.rate_limit_tokens, settings.rate_limit_fill_rate, settings.rate_limit_cost

@@ -40,6 +40,7 @@ from service.numbers.dids import (
     numbers_of,
 )
 from service.numbers.docs import STATE_AVAILABLE, TRUNKSTORE, assigned_to, state_of
+from service.numbers.instances import InstanceRoster
 from service.numbers.parties import Parties
 from service.numbers.rules import normalize, raw_spellings
 from service.numbers.store import NumberStore
@@ -89,6 +90,7 @@ class DidGuard:
         numbers: NumberStore,
         index: DidIndex | None = None,
         claims: DidClaims | None = None,
+        roster: InstanceRoster | None = None,
     ) -> None:
         self.client = client
         self.accounts = accounts
@@ -98,6 +100,11 @@ class DidGuard:
         self.index = index
         # None: this instance is the only one writing to its CouchDB (the embedded server).
         self.claims = claims
+        # With claims: whether another instance writes now (numbers/instances.py); None:
+        # always claim in CouchDB.
+        self.roster = roster
+        # The tasks of writes checked solo (claimed in memory only), until they end.
+        self._solo_tasks: set[asyncio.Task[Any]] = set()
         # db -> E.164 number -> id of the doc whose write of it is in flight here.
         self._claimed_here: dict[str, dict[str, str]] = {}
         # (db, doc id) -> set when its write in flight here is over (saved or not).
@@ -130,6 +137,7 @@ class DidGuard:
         except BaseException:
             reading.cancel()
             self._release(db, str(doc["_id"]))
+            self._solo_ended()
             raise
         if self.index is not None:
             self.index.flying(db)
@@ -148,12 +156,14 @@ class DidGuard:
             self.index.landed(db, doc_id, doc)
         # Its CouchDB claims stay: the doc's new revision is what ends them (did_claims.py).
         self._release(db, doc_id, landed=True)
+        self._solo_ended()
 
     def abandoned(self, db: str, doc_id: str) -> None:
         """The write of `doc_id` did not happen (or its outcome is unknown)."""
         if self.index is not None:
             self.index.lost(db)
         self._release(db, doc_id)
+        self._solo_ended()
 
     def _release(self, db: str, doc_id: str, *, landed: bool = False) -> None:
         done = self._done.pop((db, doc_id), None)
@@ -186,16 +196,19 @@ class DidGuard:
             raise errors.validation_error({**found, **within})
         if not added:
             return
+        base_rev = before.get("_rev") if before is not None else None
+        write = ClaimingWrite(db, doc_id, base_rev if isinstance(base_rev, str) else None)
+        in_couch = self.claims is not None and not self._goes_solo()
         # With claims in CouchDB, the lookup starts side by side with the claim, and is
         # kept when the claim shows that no write can have saved these numbers since.
+        # Only if every other instance claims too from before the lookup begins: one
+        # still working solo may save the number unclaimed meanwhile.
         early = None
-        if self.claims is not None:
+        if in_couch and (self.roster is None or self.roster.in_step()):
             early = asyncio.ensure_future(self._routed_elsewhere(db, doc_id, added))
             early.add_done_callback(_retrieved)
         try:
-            base_rev = before.get("_rev") if before is not None else None
-            write = ClaimingWrite(db, doc_id, base_rev if isinstance(base_rev, str) else None)
-            taken, early_is_enough = await self._claim(write, added)
+            taken, early_is_enough = await self._claim(write, added, in_couch=in_couch)
             if not taken:
                 if early is not None and early_is_enough:
                     taken = await early
@@ -208,8 +221,11 @@ class DidGuard:
             self._release(db, doc_id)
             raise errors.validation_error(as_validation_errors(duplicates_against(dids, taken)))
 
-    async def _claim(self, write: ClaimingWrite, added: set[str]) -> tuple[dict[str, str], bool]:
-        """Claims `added` for the write, here and (with several instances) in CouchDB.
+    async def _claim(
+        self, write: ClaimingWrite, added: set[str], *, in_couch: bool
+    ) -> tuple[dict[str, str], bool]:
+        """Claims `added` for the write, here and (`in_couch`: another instance may be
+        adding numbers too) in CouchDB.
 
         A number another write is adding right now is waited for, not refused at once:
         if that write is saved, the lookup after the claim names it (the winner); if it
@@ -230,8 +246,14 @@ class DidGuard:
                 if not await _until_any(rivals, deadline):
                     return held_here, False
                 continue
-            if self.claims is None:
+            if not in_couch:
                 return {}, False
+            if self.roster is not None and not self.roster.in_step():
+                waited = True  # what was looked up before this may be out of date
+                if not await self.roster.may_claim(max(0.0, deadline - time.monotonic())):
+                    # Another instance may still be adding numbers unclaimed: no answer.
+                    self._release(db, doc_id)
+                    raise errors.datastore_unreachable("instances sharing CouchDB not in step yet")
             held, first = await self._claim_in_couch(write, added)
             if not held:
                 return {}, first and not waited
@@ -243,6 +265,25 @@ class DidGuard:
                 return held, False
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LAST_PAUSE_SECONDS)
+
+    def _goes_solo(self) -> bool:
+        """Whether this write claims its numbers in memory only: no other instance writes
+        (numbers/instances.py). Counted until the write ends."""
+        if self.roster is None or not self.roster.solo_write():
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        self._solo_tasks.add(task)
+        # Should the write end without `stored` or `abandoned`, its task's end counts.
+        task.add_done_callback(self._solo_ended)
+        return True
+
+    def _solo_ended(self, task: asyncio.Task[Any] | None = None) -> None:
+        task = task or asyncio.current_task()
+        if task in self._solo_tasks:
+            self._solo_tasks.discard(task)  # type: ignore[arg-type]
+            assert self.roster is not None
+            self.roster.solo_write_done()
 
     def _claim_here(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
         """Claims `added` for `doc_id` in this process, or names the writes holding them.
