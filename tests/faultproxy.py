@@ -32,7 +32,15 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 ACTIONS = frozenset(
-    {"cut_request", "cut_response", "delay_request", "delay_response", "respond", "rewrite_status"}
+    {
+        "cut_request",
+        "cut_response",
+        "delay_request",
+        "delay_response",
+        "replay_request",
+        "respond",
+        "rewrite_status",
+    }
 )
 _REASONS = {202: "Accepted", 413: "Request Entity Too Large", 500: "Internal Server Error"}
 
@@ -219,6 +227,13 @@ class FaultProxy(TcpProxy):
                 await self._forward(connection, request[:cut])
                 await asyncio.sleep(0.05)
                 return
+            if fault.action == "replay_request":
+                # What a load balancer that retries after a lost answer does: the first
+                # copy reaches CouchDB, its answer is lost, the same request goes again.
+                await self._send_aside(head + body)
+                connection.fault = None
+                await self._forward(connection, head + body)
+                continue
             if fault.action == "respond":
                 connection.answered = True
                 connection.client_writer.write(_response(fault.status, fault.body))
@@ -236,6 +251,17 @@ class FaultProxy(TcpProxy):
             await self._forward(connection, head + body)
             if fault.action == "delay_request":
                 fault.done.set()
+
+    async def _send_aside(self, request: bytes) -> None:
+        """Sends `request` on a connection of its own and waits for the answer, unread."""
+        reader, writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(_content_length(head))
+        finally:
+            writer.close()
 
     async def _forward(self, connection: _Connection, data: bytes) -> None:
         connection.upstream_writer.write(data)

@@ -420,3 +420,37 @@ async def test_a_changes_feed_that_is_not_one_is_never_trusted(
         assert [fault for fault in proxy.injected if "/_changes" in fault[2]]
         proxy.clear()
         await until(lambda: now(reads.is_following(account.db)), "the real feed to open")
+
+
+@pytest.mark.parametrize("verb", ["POST", "PATCH", "DELETE"])
+async def test_an_update_a_balancer_resent_after_its_answer_was_lost_is_saved_once(
+    faulty, proxy, couch, master, verb
+):
+    """A load balancer that retries a request whose node died before answering: CouchDB
+    applied the first copy and refuses the second as a conflict. The write was saved,
+    so the answer is a success at that revision, not KAZOO's 409."""
+    created = await _create(faulty, master)
+    doc_id = created["data"]["id"]
+    proxy.inject("replay_request", method="PUT", path_contains=f"/{doc_id}")
+    data = {"name": "Once", "servers": []} if verb != "DELETE" else None
+    reply = await call(faulty, verb, master.url(f"/{doc_id}"), data=data, token=master.token)
+    assert reply.status == 200, reply.text
+    assert proxy.injected[-1][0] == "replay_request"
+    raw = await couch.get_doc(master.db, doc_id)
+    assert raw["_rev"].startswith("2-")
+    if verb == "DELETE":
+        # KAZOO answers a soft delete with the revision it replaced (§8).
+        assert raw["pvt_deleted"] is True
+    else:
+        assert raw["_rev"] == reply.body["revision"] and raw["name"] == "Once"
+
+
+async def test_a_real_conflict_is_still_a_409(faulty, couch, master):
+    created = await _create(faulty, master)
+    doc_id = created["data"]["id"]
+    stale = await couch.get_doc(master.db, doc_id)
+    await couch.put_doc(master.db, {**stale, "name": "Someone else"})
+    store = faulty.app[SERVICES].connectivity
+    with pytest.raises(Exception) as refused:
+        await store.client.put_doc(master.db, {**stale, "name": "Mine"})
+    assert type(refused.value).__name__ == "DocumentConflict"

@@ -326,6 +326,9 @@ class CouchClient:
         doc_id = doc["_id"]
         status, body = await self.request("PUT", f"{quote_db(db)}/{quote_doc_id(doc_id)}", body=doc)
         if status == 409:
+            landed = await self._own_landed_write(db, doc)
+            if landed is not None:
+                return landed
             raise DocumentConflict(doc_id, status=status)
         if status == 413:
             raise DocumentTooLarge(doc_id, status=status)
@@ -334,6 +337,29 @@ class CouchClient:
         if status == 202:
             log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
         return SavedDoc(id=body["id"], rev=body["rev"], accepted_below_quorum=status == 202)
+
+    async def _own_landed_write(self, db: str, doc: Json) -> SavedDoc | None:
+        """The stored revision, when what conflicted with the update `doc` is `doc`
+        itself: the next revision after the one it was based on, with exactly its
+        content. A balancer that resends a request whose answer was lost (a node killed
+        mid-request) makes CouchDB apply it once and refuse the copy; that write was
+        saved, not refused."""
+        base = doc.get("_rev")
+        if not isinstance(base, str):
+            # A create that meets an existing id is KAZOO's 409 whatever the content: a
+            # client resending its PUT learns that way that the first one landed.
+            return None
+        expected = int(base.split("-", 1)[0]) + 1
+        try:
+            stored = await self.get_doc(db, doc["_id"])
+        except (DocumentNotFound, DatabaseNotFound):
+            return None
+        rev = stored.pop("_rev", "")
+        sent = {key: value for key, value in doc.items() if key != "_rev"}
+        if not rev.startswith(f"{expected}-") or stored != sent:
+            return None
+        log.warning("couchdb write landed before its conflict", extra={"couch_db": db})
+        return SavedDoc(id=doc["_id"], rev=rev, accepted_below_quorum=False)
 
     async def delete_doc(self, db: str, doc_id: str, rev: str) -> SavedDoc:
         status, body = await self.request(
