@@ -14,13 +14,22 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 
 _steps: ContextVar[dict[str, float] | None] = ContextVar("request_steps", default=None)
+# When the request arrived (time.monotonic): a read begun since then sees every write
+# acknowledged before it (couchdb/fresh_reads.py).
+_arrived: ContextVar[float | None] = ContextVar("request_arrived", default=None)
 
 
 def begin() -> dict[str, float]:
     """Starts collecting this request's steps (each task started from it shares them)."""
     steps: dict[str, float] = {}
     _steps.set(steps)
+    _arrived.set(time.monotonic())
     return steps
+
+
+def arrived_at() -> float | None:
+    """When this request arrived (time.monotonic); None outside a request."""
+    return _arrived.get()
 
 
 @contextlib.contextmanager

@@ -10,15 +10,17 @@ the check until the save: concurrent writes through one instance cannot both add
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import assert_kazoo_error, call, create_trunk, put_trunk
-from instances import instance
+from instances import instance, now, until
 from number_helpers import fresh_number, kazoo_number, npan, routing_trunk, store_number
 
 from service.couchdb.client import CouchClient
 from service.http.services import SERVICES
+from service.kazoo.ids import new_id
 from service.numbers.did_index import DidIndex
 
 LOOKUP_DID = "_view/lookup_did"
@@ -235,3 +237,59 @@ async def test_concurrent_writes_through_an_unindexed_instance_cannot_both_add_a
         *(put_trunk(api, account, routing_trunk([number], name=f"racer {n}")) for n in range(8))
     )
     assert sorted(reply.status for reply in replies) == [201] + [400] * 7
+
+
+async def test_a_write_reads_its_account_index_while_its_account_is_loaded(
+    proxied_api, proxy, make_account
+):
+    """The DID check's reads start as the request arrives, side by side with loading the
+    account and checking the token, not after them: a first write into an account waits
+    for one CouchDB round trip less."""
+    account = await make_account("Read ahead")
+    release = asyncio.Event()
+    account_doc = f"{account.db.replace('/', '%2F')}/{account.id}"
+    held = proxy.inject(
+        "delay_request", method="GET", path_contains=account_doc, hold_until=release
+    )
+    writing = asyncio.ensure_future(
+        put_trunk(proxied_api, account, routing_trunk([fresh_number()]))
+    )
+    try:
+        # Well within the service's CouchDB timeout, after which it would ask again.
+        await until(
+            lambda: now(held.hits == 1 and bool(_changes_reads(proxy, account.db))),
+            "the account's changes read while its doc is held",
+            limit=2.0,
+        )
+        assert not held.done.is_set()
+    finally:
+        release.set()
+    assert (await writing).status == 201
+
+
+async def test_a_write_with_a_bad_token_reads_nothing_ahead(proxied_api, proxy, make_account):
+    account = await make_account("Bad token")
+    reply = await put_trunk(
+        proxied_api, account, routing_trunk([fresh_number()]), token=account.token[:-4] + "AAAA"
+    )
+    assert_kazoo_error(reply, 401, "invalid_credentials")
+    assert not _changes_reads(proxy, account.db)
+    assert not _index(proxied_api).is_ready(account.db)
+
+
+async def test_after_a_save_of_unknown_outcome_only_a_later_read_answers(
+    couch: CouchClient, make_account
+):
+    """A save whose answer was lost may have landed: a read begun before it failed no
+    longer answers, even for a request that arrived before (docs §11.3)."""
+    account = await make_account("Unknown outcome")
+    index = DidIndex(couch)
+    number = fresh_number()
+    arrived = time.monotonic()
+    assert await index.conflicts(account.db, "mine", [number], not_before=arrived) == {}
+    index.flying(account.db)
+    landed = {"_id": new_id(), "pvt_type": "sys_info", "servers": [{"DIDs": {number: {}}}]}
+    await couch.put_doc(account.db, landed)
+    index.lost(account.db)
+    taken = await index.conflicts(account.db, "mine", [number], not_before=arrived)
+    assert taken == {number: landed["_id"]}

@@ -24,7 +24,7 @@ from service.http.resources.accounts import AccountsResource
 from service.http.resources.api_auth import ApiAuthResource
 from service.http.resources.apps_store import AppsStoreResource
 from service.http.resources.auth import AuthResource
-from service.http.resources.base import Resource
+from service.http.resources.base import ReadsAhead, Resource
 from service.http.resources.connectivity import ConnectivityResource
 from service.http.resources.openapi import OpenApiResource
 from service.http.resources.phone_numbers import PhoneNumbersResource
@@ -112,7 +112,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     await _read_request_body(ctx, services)
     _tunnel_verb(ctx)
     ctx.auth_token = _supplied_token(ctx)
-    await _reject_expired_token(ctx, services)
+    signed = await _reject_expired_token(ctx, services)
     ctx.path_tokens = path_tokens(request)
     if ctx.method == "OPTIONS" and wants_cors(request):
         return _preflight(ctx)
@@ -126,6 +126,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise errors.method_not_allowed(list(allowed))
     if ctx.method not in allowed:
         raise errors.method_not_allowed(list(allowed))
+    if signed and isinstance(route.resource, ReadsAhead) and _storable(route.account_id):
+        # Only for a correctly signed token: an anonymous caller starts no CouchDB reads.
+        assert route.account_id is not None
+        route.resource.read_ahead(ctx, route.account_id, route.args)
     if route.account_id is not None:
         # A change to the account itself starts from its current doc, never a cached one.
         fresh = route.resource is ACCOUNTS and ctx.method != "GET"
@@ -159,6 +163,14 @@ async def _read_request_body(ctx: RequestContext, services: Services) -> None:
     ctx.envelope, ctx.data, ctx.unsupported_type = body.envelope, body.data, body.unsupported_type
 
 
+def _storable(account_id: str | None) -> bool:
+    return (
+        account_id is not None
+        and is_raw_account_id(account_id)
+        and is_storable_account_id(account_id)
+    )
+
+
 def _tunnel_verb(ctx: RequestContext) -> None:
     # api_util:get_http_verb/2: a POST may name the verb it stands for (§13).
     if ctx.method != "POST":
@@ -176,17 +188,19 @@ def _supplied_token(ctx: RequestContext) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-async def _reject_expired_token(ctx: RequestContext, services: Services) -> None:
+async def _reject_expired_token(ctx: RequestContext, services: Services) -> bool:
+    """Whether the request carries a correctly signed, live token."""
     # Crossbar's early authentication stops only a correctly signed, expired token;
     # every other bad token falls through to the 401 of is_authorized (§1 step 3).
     if ctx.auth_token is None:
-        return
+        return False
     try:
         await services.authenticator.claims(ctx.auth_token)
     except TokenExpired:
         raise errors.expired_credentials() from None
     except TokenInvalid:
-        return
+        return False
+    return True
 
 
 def _preflight(ctx: RequestContext) -> web.StreamResponse:

@@ -15,6 +15,11 @@ first (numbers/did_index.py), or, for an account not indexed, in `trunkstore/loo
 Claiming first means a rival either claimed before us (refused here) or will find our
 claim (refused there); stored docs, including KAZOO's and replicated ones, are seen by
 the lookup. docs/kazoo-compatibility.md §11.3.
+
+The lookup's reads may start as the request arrives (`read_ahead`), side by side with
+the account and token checks: a read begun then sees every write acknowledged before the
+request, and this instance's own saves are in the index as they land. Only after waiting
+for a rival must the lookup start after the wait.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from service.numbers.dids import (
 from service.numbers.docs import STATE_AVAILABLE, TRUNKSTORE, assigned_to, state_of
 from service.numbers.instances import InstanceRoster
 from service.numbers.parties import Parties
-from service.numbers.rules import normalize, raw_spellings
+from service.numbers.rules import normalize, number_db, raw_spellings
 from service.numbers.store import NumberStore
 from service.numbers.usage import NumberUsage
 from service.stores.accounts import AccountStore
@@ -125,11 +130,12 @@ class DidGuard:
         claimed.
         """
         numbers = numbers_of(doc)
+        arrived = timing.arrived_at()
         # The ownership read goes side by side with the uniqueness check.
-        reading = asyncio.ensure_future(self._number_docs(numbers))
+        reading = asyncio.ensure_future(self._number_docs(numbers, arrived))
         try:
             with timing.step("dids"):
-                await self.check_unique(db, doc, before)
+                await self.check_unique(db, doc, before, arrived=arrived)
             docs = await reading
             if ctx.auth_account_id is not None:
                 with timing.step("ownership"):
@@ -143,11 +149,21 @@ class DidGuard:
             self.index.flying(db)
         return docs
 
-    async def _number_docs(self, numbers: set[str]) -> dict[str, Json]:
+    async def _number_docs(self, numbers: set[str], arrived: float | None) -> dict[str, Json]:
         if not numbers:
             return {}
         with timing.step("ownership"):
-            return await self.numbers.get_many(numbers)
+            return await self.numbers.get_many(numbers, not_before=arrived)
+
+    def read_ahead(self, db: str, data: Json) -> None:
+        """Starts what a check of `data` (a request's body, not yet validated) will read:
+        the account's DID index and, for numbers in several number databases, their
+        listing. Called as the request arrives, before its account and token are checked;
+        the reads only serve checks that come after (`check`)."""
+        if self.index is not None:
+            self.index.read_ahead(db)
+        if len({number_db(number) for number in numbers_of(data)} - {None}) > 1:
+            self.numbers.number_dbs.read_ahead()
 
     def stored(self, db: str, doc_id: str, doc: Json | None) -> None:
         """The write of `doc_id` succeeded: `doc` is stored (a tombstone, or None, when
@@ -179,11 +195,14 @@ class DidGuard:
         if in_couch and self.claims is not None and not landed:
             self.claims.release(in_couch)
 
-    async def check_unique(self, db: str, doc: Json, before: Json | None = None) -> None:
+    async def check_unique(
+        self, db: str, doc: Json, before: Json | None = None, *, arrived: float | None = None
+    ) -> None:
         """Only DIDs the write adds are looked up in other docs: a number the stored doc
         already routes was checked when it came in, and an edit that does not touch it
         is not refused for a duplicate someone else made since (KAZOO checks nothing).
         It also spares the lookup — the dearest part of a write — for most updates.
+        `arrived`: when the request arrived (time.monotonic); None: now.
         """
         dids = dids_of(doc)
         doc_id = str(doc["_id"])
@@ -191,7 +210,7 @@ class DidGuard:
         within = as_validation_errors(duplicates_within(dids))
         if within:
             # Refused anyway: nothing is claimed, the answer lists every duplicate.
-            taken = await self._routed_elsewhere(db, doc_id, added) if added else {}
+            taken = await self._routed_elsewhere(db, doc_id, added, arrived) if added else {}
             found = as_validation_errors(duplicates_against(dids, taken))
             raise errors.validation_error({**found, **within})
         if not added:
@@ -205,15 +224,19 @@ class DidGuard:
         # still working solo may save the number unclaimed meanwhile.
         early = None
         if in_couch and (self.roster is None or self.roster.in_step()):
-            early = asyncio.ensure_future(self._routed_elsewhere(db, doc_id, added))
+            early = asyncio.ensure_future(self._routed_elsewhere(db, doc_id, added, arrived))
             early.add_done_callback(_retrieved)
         try:
-            taken, early_is_enough = await self._claim(write, added, in_couch=in_couch)
+            taken, early_is_enough, waited = await self._claim(write, added, in_couch=in_couch)
             if not taken:
                 if early is not None and early_is_enough:
                     taken = await early
                 else:
-                    taken = await self._routed_elsewhere(db, doc_id, added)
+                    # A rival of this instance that was saved is in the index already;
+                    # one of another instance, or one waited for, may have saved since
+                    # the request arrived: then only a read begun now can tell.
+                    since = arrived if not in_couch and not waited else None
+                    taken = await self._routed_elsewhere(db, doc_id, added, since)
         finally:
             if early is not None:
                 early.cancel()
@@ -223,7 +246,7 @@ class DidGuard:
 
     async def _claim(
         self, write: ClaimingWrite, added: set[str], *, in_couch: bool
-    ) -> tuple[dict[str, str], bool]:
+    ) -> tuple[dict[str, str], bool, bool]:
         """Claims `added` for the write, here and (`in_couch`: another instance may be
         adding numbers too) in CouchDB.
 
@@ -231,8 +254,9 @@ class DidGuard:
         if that write is saved, the lookup after the claim names it (the winner); if it
         fails, this one may have the number. Past `_RIVAL_WAIT_SECONDS` the rival is
         named as it is. Returns the numbers still held by others (E.164 -> their doc),
-        and whether a lookup begun with the claim is enough: no rival was waited for and
-        no write ever claimed these numbers before (DidClaims.all_first).
+        whether a lookup begun with the claim is enough (no rival was waited for and no
+        write ever claimed these numbers before: DidClaims.all_first), and whether a
+        rival was waited for.
         """
         db, doc_id = write.db, write.doc_id
         deadline = time.monotonic() + _RIVAL_WAIT_SECONDS
@@ -244,10 +268,10 @@ class DidGuard:
                 waited = True
                 rivals = [self._done[(db, rival)] for rival in set(held_here.values())]
                 if not await _until_any(rivals, deadline):
-                    return held_here, False
+                    return held_here, False, True
                 continue
             if not in_couch:
-                return {}, False
+                return {}, False, waited
             if self.roster is not None and not self.roster.in_step():
                 waited = True  # what was looked up before this may be out of date
                 if not await self.roster.may_claim(max(0.0, deadline - time.monotonic())):
@@ -256,13 +280,13 @@ class DidGuard:
                     raise errors.datastore_unreachable("instances sharing CouchDB not in step yet")
             held, first = await self._claim_in_couch(write, added)
             if not held:
-                return {}, first and not waited
+                return {}, first and not waited, waited
             waited = True
             # Ours go back while we wait: two writes holding one number each and
             # waiting for the other's would otherwise wait for each other.
             self._release(db, doc_id)
             if time.monotonic() + pause > deadline:
-                return held, False
+                return held, False, True
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LAST_PAUSE_SECONDS)
 
@@ -306,11 +330,14 @@ class DidGuard:
         self._claimed_in_couch[key] = {**self._claimed_in_couch.get(key, {}), **claimed.mine}
         return claimed.held, claimed.all_first()
 
-    async def _routed_elsewhere(self, db: str, doc_id: str, added: set[str]) -> dict[str, str]:
-        """The stored docs other than `doc_id` routing any of `added`, as of now."""
+    async def _routed_elsewhere(
+        self, db: str, doc_id: str, added: set[str], not_before: float | None = None
+    ) -> dict[str, str]:
+        """The stored docs other than `doc_id` routing any of `added`, as of now (or as
+        of a read begun at `not_before` or later)."""
         if self.index is not None:
             try:
-                taken = await self.index.conflicts(db, doc_id, added)
+                taken = await self.index.conflicts(db, doc_id, added, not_before=not_before)
             except CouchError as exc:
                 log.warning("did index not read, the view answers", extra={"fault": str(exc)})
                 taken = None

@@ -70,6 +70,9 @@ class _Index:
     flights: int = 0
     # Something of ours happened that the arithmetic cannot count (an unknown outcome).
     uncounted: bool = False
+    # When one of our saves last failed or ended unknown (time.monotonic): it may still
+    # land, so only a read begun after it can tell.
+    lost_at: float = 0.0
     # Reads of what changed, shared by the checks that wait for the same one.
     reads: FreshReads[None] | None = None
 
@@ -149,15 +152,18 @@ class DidIndex:
     # -- the check ---------------------------------------------------------------------
 
     async def conflicts(
-        self, db: str, doc_id: str, numbers: Iterable[str]
+        self, db: str, doc_id: str, numbers: Iterable[str], *, not_before: float | None = None
     ) -> dict[str, str] | None:
-        """Number -> another stored doc than `doc_id` that routes it, as of now; None
-        when this account is not indexed (the caller asks the view)."""
+        """Number -> another stored doc than `doc_id` that routes it, as of now (or as of
+        a read begun at `not_before` or later); None when this account is not indexed
+        (the caller asks the view)."""
         index = self._index(db)
         if index is None:
             return None
         assert index.reads is not None
-        await asyncio.shield(index.reads.fresh())
+        if not_before is not None:
+            not_before = max(not_before, index.lost_at)
+        await asyncio.shield(index.reads.fresh(not_before))
         if self._indexes.get(db) is not index:
             return None  # dropped while reading: too big for the budget
         taken: dict[str, str] = {}
@@ -166,6 +172,14 @@ class DidIndex:
             if other is not None:
                 taken[number] = other
         return taken
+
+    def read_ahead(self, db: str) -> None:
+        """Starts bringing the account's index up to date now, for a check to come
+        (`conflicts` with `not_before` at or before now)."""
+        index = self._index(db)
+        if index is not None:
+            assert index.reads is not None
+            index.reads.read_ahead()
 
     # -- our own writes ----------------------------------------------------------------
 
@@ -193,6 +207,7 @@ class DidIndex:
         if index is not None:
             index.flying = max(0, index.flying - 1)
             index.uncounted = True
+            index.lost_at = time.monotonic()
 
     # -- reading -----------------------------------------------------------------------
 

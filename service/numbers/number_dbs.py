@@ -35,13 +35,18 @@ class NumberDbs:
         """The databases of `dbs` that the last listing named (none before the first)."""
         return dbs & self._last
 
-    async def existing(self, dbs: set[str]) -> set[str]:
-        """The databases of `dbs` that existed when this call began, or later."""
+    async def existing(self, dbs: set[str], *, not_before: float | None = None) -> set[str]:
+        """The databases of `dbs` that existed when this call began (or at `not_before`),
+        or later."""
         if len(dbs) <= 1:
             # One read of that database tells as much as a listing would.
             return dbs
-        names = await asyncio.shield(self._listings.fresh())
+        names = await asyncio.shield(self._listings.fresh(not_before))
         return dbs & names
+
+    def read_ahead(self) -> None:
+        """Starts a listing now, for `existing` calls to come."""
+        self._listings.read_ahead()
 
     async def _list(self) -> frozenset[str]:
         names = frozenset(await self.client.all_dbs(startkey=NUMBERS_DB_PREFIX, endkey=_RANGE_END))

@@ -82,8 +82,11 @@ class NumberStore:
         doc = await self.get(normalize(raw))
         return assigned_to(doc) if doc is not None else None
 
-    async def get_many(self, numbers: Iterable[str]) -> dict[str, Json]:
-        """The live docs of these E.164 numbers: one request per number database."""
+    async def get_many(
+        self, numbers: Iterable[str], *, not_before: float | None = None
+    ) -> dict[str, Json]:
+        """The live docs of these E.164 numbers: one request per number database.
+        `not_before`: the number databases as listed then or later (number_dbs.py)."""
         by_db: dict[str, list[str]] = defaultdict(list)
         for e164 in sorted(set(numbers)):
             db = number_db(e164)
@@ -116,7 +119,7 @@ class NumberStore:
         known = self.number_dbs.known(set(by_db))
         early = [asyncio.ensure_future(read_db(db, by_db[db])) for db in sorted(known)]
         try:
-            existing = await self.number_dbs.existing(set(by_db))
+            existing = await self.number_dbs.existing(set(by_db), not_before=not_before)
             late = [read_db(db, ids) for db, ids in by_db.items() if db in existing - known]
             answers = await asyncio.gather(*early, *late)
         except BaseException:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -20,6 +20,14 @@ class Resource(Protocol):
         ...
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse: ...
+
+
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """A resource whose work can start reading before the request's account and token
+    are checked (for a caller whose token is correctly signed)."""
+
+    def read_ahead(self, ctx: RequestContext, account_id: str, args: list[str]) -> None: ...
 
 
 def collection_or_item(
