@@ -57,6 +57,8 @@ def test_any_bytes_get_the_same_answer_through_both_parsers(raw: bytes) -> None:
         b'{"a":1e400}',
         b'{"a":-1E400}',
         b'{"a":1.5e3}',
+        b'{"a":1e5,"b":-2.5E-3,"c":5e-324,"d":1.7976931348623157e308}',
+        b'{"id":"612e7696a6cecc1b","e":"9e9"}',
         b'{"a":NaN}',
         b'{"a":Infinity}',
         b'{"a":"\\ud800"}',

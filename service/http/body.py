@@ -64,11 +64,9 @@ def _parse_int(text: str) -> int:
     return value
 
 
-# Every digit becomes "9", an exponent's letter "e", anything else a space: one search
-# then tells whether the body may hold a number the fast parser reads differently.
-_NUMBER_SHAPES = bytes(
-    0x39 if 0x30 <= byte <= 0x39 else 0x65 if byte in b"eE" else 0x20 for byte in range(256)
-)
+# Every digit becomes "9", anything else a space: one search then tells whether the body
+# may hold an integer past 2^53, which the fast parser would accept.
+_NUMBER_SHAPES = bytes(0x39 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _UNSAFE_DIGITS = b"9" * _MAX_SAFE_DIGITS
 
 
@@ -77,18 +75,20 @@ def parse_json(raw: bytes) -> Any:
 
     orjson refuses everything refused here (bad UTF-8, lone surrogates, NaN, an infinite
     float, a BOM, trailing text) but accepts integers past 2^53 and any depth, so it
-    reads bodies without a long digit run or an exponent, and the depth is checked
-    after it. Whatever it refuses is read again by the standard parser, whose errors
-    are the answers' (tests/test_body_parsing.py compares the two).
+    reads bodies without a long digit run, and the depth is checked after it. Whatever
+    it refuses is read again by the standard parser, whose errors are the answers'
+    (tests/test_body_parsing.py compares the two).
     """
-    shapes = raw.translate(_NUMBER_SHAPES)
-    if _UNSAFE_DIGITS not in shapes and b"9e" not in shapes:
+    # Floats read alike in both, exponents included (an infinite one is refused by both):
+    # a digit followed by "e", as in most hex ids and passwords, needs no fallback.
+    if _UNSAFE_DIGITS not in raw.translate(_NUMBER_SHAPES):
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
         else:
-            _check_depth(value)
+            if _may_nest_deeper(raw.count(b"{") + raw.count(b"[")):
+                _check_depth(value)
             return value
     return parse_standard(raw)
 
@@ -112,7 +112,8 @@ def parse_standard(raw: bytes) -> Any:
         raise errors.invalid_json(f"too deeply nested (more than {MAX_DEPTH} levels)") from None
     if "\\u" in text:
         _reject_lone_surrogates(value)
-    _check_depth(value)
+    if _may_nest_deeper(text.count("{") + text.count("[")):
+        _check_depth(value)
     return value
 
 
@@ -123,6 +124,12 @@ def _reject_lone_surrogates(value: Any) -> None:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise errors.invalid_json(f"invalid_string lone surrogate at {exc.start}") from None
+
+
+def _may_nest_deeper(opening_brackets: int) -> bool:
+    """Whether a text with this many `{` and `[` (strings included) can nest deeper
+    than MAX_DEPTH: a body with fewer cannot, and its walk is spared."""
+    return opening_brackets > MAX_DEPTH
 
 
 def _check_depth(value: Any) -> None:
