@@ -293,3 +293,43 @@ async def test_after_a_save_of_unknown_outcome_only_a_later_read_answers(
     index.lost(account.db)
     taken = await index.conflicts(account.db, "mine", [number], not_before=arrived)
     assert taken == {number: landed["_id"]}
+
+
+async def test_a_patch_lists_the_number_databases_while_its_account_is_loaded(
+    api, proxied_api, proxy, make_account
+):
+    """A PATCH without `servers` keeps the stored numbers, whose owners are checked
+    again: the listing of their number databases starts as the PATCH arrives."""
+    account = await make_account("Patch ahead")
+    trunk = await create_trunk(
+        api, account, routing_trunk([fresh_number("415")], [fresh_number("212")])
+    )
+    listings = sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
+    release = asyncio.Event()
+    account_doc = f"{account.db.replace('/', '%2F')}/{account.id}"
+    held = proxy.inject(
+        "delay_request", method="GET", path_contains=account_doc, hold_until=release
+    )
+    patching = asyncio.ensure_future(
+        call(
+            proxied_api,
+            "PATCH",
+            account.url(f"/{trunk.data['id']}"),
+            data={"name": "Renamed"},
+            token=account.token,
+        )
+    )
+    try:
+        await until(
+            lambda: now(
+                held.hits == 1
+                and sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
+                > listings
+            ),
+            "the number databases listed while the account doc is held",
+            limit=2.0,
+        )
+        assert not held.done.is_set()
+    finally:
+        release.set()
+    assert (await patching).status == 200

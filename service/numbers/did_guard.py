@@ -165,6 +165,11 @@ class DidGuard:
         if len({number_db(number) for number in numbers_of(data)} - {None}) > 1:
             self.numbers.number_dbs.read_ahead()
 
+    def read_ahead_owners(self) -> None:
+        """Starts the number-database listing for a check of numbers not known yet (a
+        PATCH keeps the stored doc's): it serves the checks that come after."""
+        self.numbers.number_dbs.read_ahead()
+
     def stored(self, db: str, doc_id: str, doc: Json | None) -> None:
         """The write of `doc_id` succeeded: `doc` is stored (a tombstone, or None, when
         it was removed for good)."""

@@ -127,6 +127,8 @@ class DidRules(Protocol):
 
     def read_ahead(self, db: str, data: Json) -> None: ...
 
+    def read_ahead_owners(self) -> None: ...
+
     async def track(
         self,
         db: str,
@@ -158,11 +160,19 @@ class ConnectivityStore:
         # Told of every document written (service/kazoo/changes.py): the change events.
         self.on_written: DocWritten | None = None
 
-    def read_ahead(self, db: str, data: Json) -> None:
+    def read_ahead(self, db: str, data: Json, *, merges: bool = False) -> None:
         """A write of `data` into `db` has arrived: the reads its DID check needs may
-        start now, while the request's account and token are checked."""
-        if self.dids is not None and 0 < did_count(data) <= READ_AHEAD_DIDS:
+        start now, while the request's account and token are checked. `merges`: a
+        PATCH, whose merged doc keeps the stored doc's numbers."""
+        if self.dids is None:
+            return
+        count = did_count(data)
+        if 0 < count <= READ_AHEAD_DIDS:
             self.dids.read_ahead(db, data)
+        elif count == 0 and merges:
+            # The stored numbers' owners are checked again (§11.1): where they live is
+            # only known once the doc is read, so the number databases are listed now.
+            self.dids.read_ahead_owners()
 
     # -- reading -----------------------------------------------------------------------
 
