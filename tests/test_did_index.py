@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
@@ -239,6 +241,30 @@ async def test_concurrent_writes_through_an_unindexed_instance_cannot_both_add_a
     assert sorted(reply.status for reply in replies) == [201] + [400] * 7
 
 
+async def _while_its_account_is_held(
+    proxy: FaultProxy, account, request: Awaitable[Any], seen: Callable[[], bool], what: str
+) -> Any:  # type: ignore[no-untyped-def]
+    """Sends `request` with the GET of `account`'s doc held at the proxy; `seen` must
+    come true meanwhile. Returns the request's reply, once the GET is let go."""
+    release = asyncio.Event()
+    account_doc = f"{account.db.replace('/', '%2F')}/{account.id}"
+    held = proxy.inject(
+        "delay_request", method="GET", path_contains=account_doc, hold_until=release
+    )
+    sending = asyncio.ensure_future(request)
+    try:
+        # Well within the service's CouchDB timeout, after which it would ask again.
+        await until(lambda: now(held.hits == 1 and seen()), what, limit=2.0)
+        assert not held.done.is_set()
+    finally:
+        release.set()
+    return await sending
+
+
+def _listings(proxy: FaultProxy) -> int:
+    return sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
+
+
 async def test_a_write_reads_its_account_index_while_its_account_is_loaded(
     proxied_api, proxy, make_account
 ):
@@ -246,25 +272,14 @@ async def test_a_write_reads_its_account_index_while_its_account_is_loaded(
     account and checking the token, not after them: a first write into an account waits
     for one CouchDB round trip less."""
     account = await make_account("Read ahead")
-    release = asyncio.Event()
-    account_doc = f"{account.db.replace('/', '%2F')}/{account.id}"
-    held = proxy.inject(
-        "delay_request", method="GET", path_contains=account_doc, hold_until=release
+    reply = await _while_its_account_is_held(
+        proxy,
+        account,
+        put_trunk(proxied_api, account, routing_trunk([fresh_number()])),
+        lambda: bool(_changes_reads(proxy, account.db)),
+        "the account's changes read while its doc is held",
     )
-    writing = asyncio.ensure_future(
-        put_trunk(proxied_api, account, routing_trunk([fresh_number()]))
-    )
-    try:
-        # Well within the service's CouchDB timeout, after which it would ask again.
-        await until(
-            lambda: now(held.hits == 1 and bool(_changes_reads(proxy, account.db))),
-            "the account's changes read while its doc is held",
-            limit=2.0,
-        )
-        assert not held.done.is_set()
-    finally:
-        release.set()
-    assert (await writing).status == 201
+    assert reply.status == 201
 
 
 async def test_a_write_with_a_bad_token_reads_nothing_ahead(proxied_api, proxy, make_account):
@@ -304,32 +319,13 @@ async def test_a_patch_lists_the_number_databases_while_its_account_is_loaded(
     trunk = await create_trunk(
         api, account, routing_trunk([fresh_number("415")], [fresh_number("212")])
     )
-    listings = sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
-    release = asyncio.Event()
-    account_doc = f"{account.db.replace('/', '%2F')}/{account.id}"
-    held = proxy.inject(
-        "delay_request", method="GET", path_contains=account_doc, hold_until=release
+    listings = _listings(proxy)
+    path = account.url(f"/{trunk.data['id']}")
+    reply = await _while_its_account_is_held(
+        proxy,
+        account,
+        call(proxied_api, "PATCH", path, data={"name": "Renamed"}, token=account.token),
+        lambda: _listings(proxy) > listings,
+        "the number databases listed while the account doc is held",
     )
-    patching = asyncio.ensure_future(
-        call(
-            proxied_api,
-            "PATCH",
-            account.url(f"/{trunk.data['id']}"),
-            data={"name": "Renamed"},
-            token=account.token,
-        )
-    )
-    try:
-        await until(
-            lambda: now(
-                held.hits == 1
-                and sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
-                > listings
-            ),
-            "the number databases listed while the account doc is held",
-            limit=2.0,
-        )
-        assert not held.done.is_set()
-    finally:
-        release.set()
-    assert (await patching).status == 200
+    assert reply.status == 200
