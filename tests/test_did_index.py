@@ -329,3 +329,26 @@ async def test_a_patch_lists_the_number_databases_while_its_account_is_loaded(
         "the number databases listed while the account doc is held",
     )
     assert reply.status == 200
+
+
+async def test_a_post_lists_the_number_databases_once_for_its_check_and_its_releases(
+    api, proxied_api, proxy, make_account
+):
+    """The numbers a POST drops are released where they have number docs: which number
+    databases exist is what the check's own listing said, begun since the request
+    arrived (docs §11.2), not a second listing after the save."""
+    account = await make_account("Post releases")
+    trunk = await create_trunk(
+        api, account, routing_trunk([fresh_number("415")], [fresh_number("212")])
+    )
+    listings = _listings(proxy)
+    replaced = routing_trunk([fresh_number("646")], [fresh_number("312")])
+    reply = await call(
+        proxied_api,
+        "POST",
+        account.url(f"/{trunk.data['id']}"),
+        data=replaced,
+        token=account.token,
+    )
+    assert reply.status == 200
+    assert _listings(proxy) == listings + 1

@@ -204,6 +204,37 @@ async def test_requests_without_valid_credentials_get_401(embedded: EmbeddedCouc
                     assert (await resp.json())["error"] == "unauthorized"
 
 
+async def test_basic_credentials_are_checked_however_they_are_spelled(
+    embedded: EmbeddedCouch,
+) -> None:
+    """The usual header is checked by one digest, any other spelling by parsing it: both
+    must accept the admin's credentials and nothing near them."""
+
+    def basic(credentials: str, scheme: str = "Basic", gap: str = " ") -> str:
+        return scheme + gap + base64.b64encode(credentials.encode()).decode()
+
+    accepted = [
+        basic(f"{USER}:{PASSWORD}"),
+        basic(f"{USER}:{PASSWORD}", scheme="basic"),
+        basic(f"{USER}:{PASSWORD}", gap="   "),
+        basic(f"{USER}:{PASSWORD}") + "  ",
+    ]
+    refused = [
+        basic(f"{USER}:{PASSWORD}x"),
+        basic(f"{USER}:{PASSWORD[:-1]}"),
+        basic(f"{USER}x:{PASSWORD}"),
+        basic(f"{USER}"),
+        basic(f"{USER}:"),
+        "Bearer " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for header in accepted + refused:
+            async with session.get(
+                f"{embedded.url}/_all_dbs", headers={"Authorization": header}
+            ) as resp:
+                assert resp.status == (200 if header in accepted else 401), header
+
+
 async def test_session_cookie_login(embedded: EmbeddedCouch) -> None:
     # unsafe=True: aiohttp's jar otherwise ignores cookies from IP-address hosts
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:

@@ -459,7 +459,9 @@ class DidGuard:
         if len(numbers) <= 1:
             return numbers
         try:
-            existing = await self.usage.store.get_many(numbers)
+            # As the check reads them: the number databases listed since the request
+            # arrived, the check's own listing included (docs §11.2).
+            existing = await self.usage.store.get_many(numbers, not_before=timing.arrived_at())
         except CouchError:
             return numbers
         return [number for number in numbers if number in existing]

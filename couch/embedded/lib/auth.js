@@ -29,6 +29,11 @@ class Auth {
     this.user = user;
     this.password = password;
     this.secret = crypto.randomBytes(32);
+    // Every client sends the same header with every request: one digest of it
+    // checks it, where parsing it and comparing name and password took four (a
+    // seventh of this server's CPU per request, docs/embedded-couchdb.md).
+    const credentials = Buffer.from(user + ':' + password).toString('base64');
+    this.usualHeader = digest('Basic ' + credentials);
   }
 
   checkPassword(name, password) {
@@ -65,6 +70,9 @@ class Auth {
   identify(req) {
     const header = req.headers.authorization;
     if (header) {
+      if (crypto.timingSafeEqual(digest(header), this.usualHeader)) {
+        return { name: this.user, via: 'default' };
+      }
       const match = /^Basic\s+(\S+)\s*$/i.exec(header);
       if (!match) {
         return { failed: true };
