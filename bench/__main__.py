@@ -25,7 +25,13 @@ from .scaling import listing_at_sizes, many_accounts
 from .setup import new_account, prepare
 from .stack import Stack, running_stack, service
 from .workloads import Client, Fixture, pairings, uncached_pairings
-from .writes import claims_writes, steps_table, write_steps, writes_at_sizes
+from .writes import (
+    claims_writes,
+    steps_table,
+    write_steps,
+    writes_at_sizes,
+    writes_without_dids,
+)
 
 _started = time.perf_counter()
 
@@ -102,6 +108,8 @@ async def measure(
     )
     peak_after_main = procstat.peak_rss_mb(stack.service_pid)
     write_sizes = await writes_at_sizes(couch, client, ledger, plan, watched, progress)
+    progress("PUT of the same trunk without DIDs (nothing to check)")
+    bare = await writes_without_dids(couch, client, ledger, plan, watched)
     progress("where a write's time goes")
     steps = await write_steps(
         client, *await new_account(AccountStore(couch), client, ledger, "Bench steps"), 20
@@ -131,6 +139,10 @@ async def measure(
         "",
         "Writes as the account grows",
         *report.writes_table(write_sizes),
+        "",
+        "The same trunk without DIDs: no DID check, ownership read or assignment (the",
+        "floor of any design of the DID rules)",
+        *report.pair_table([bare]),
         "",
         "Where a write's time goes",
         *steps_table(steps),

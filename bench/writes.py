@@ -57,19 +57,28 @@ class WritesAtSize:
     put: Pair  # concurrency 16
 
 
+def without_dids(trunk: Json) -> Json:
+    """The same trunk routing no number: a write with nothing to check or assign."""
+    for server in trunk["servers"]:
+        server["DIDs"] = {}
+    return trunk
+
+
 def put_into(
     client: Client,
     rng: random.Random,
     pick: Callable[[int], tuple[AccountRef, str]],
+    shape: Callable[[Json], Json] = lambda trunk: trunk,
 ) -> tuple[OpFn, OpFn]:
     async def api(index: int, _worker: int) -> None:
         account, token = pick(index)
-        body = encode({"data": issue_trunk(rng, account.realm)})
+        body = encode({"data": shape(issue_trunk(rng, account.realm))})
         await client.api("PUT", connectivity_path(account), token, 201, body)
 
     async def raw(index: int, _worker: int) -> None:
         account, _token = pick(index)
-        doc = {"_id": new_id(), **stored_like(issue_trunk(rng, account.realm), account)}
+        public = shape(issue_trunk(rng, account.realm))
+        doc = {"_id": new_id(), **stored_like(public, account)}
         await client.couch("PUT", client.doc_url(account.db, doc["_id"]), 201, encode(doc))
 
     return api, raw
@@ -193,6 +202,17 @@ async def claims_writes(
     account, token = await new_account(AccountStore(couch), client, ledger, "Bench claims")
     api, raw = put_into(client, rng, lambda _i: (account, token))
     return await puts_at_sixteen("PUT, claims on", api, raw, plan, watched)
+
+
+async def writes_without_dids(
+    couch: CouchClient, client: Client, ledger: Ledger, plan: Plan, watched: Watched
+) -> Pair:
+    """PUTs of the issue's trunk with its DIDs taken out, at concurrency 16: no DID check,
+    no ownership read, no assignment. What any design of the DID rules can at best reach."""
+    rng = random.Random(SEED + 7)
+    account, token = await new_account(AccountStore(couch), client, ledger, "Bench no DIDs")
+    api, raw = put_into(client, rng, lambda _i: (account, token), without_dids)
+    return await puts_at_sixteen("PUT, no DIDs", api, raw, plan, watched)
 
 
 async def puts_at_sixteen(name: str, api: OpFn, raw: OpFn, plan: Plan, watched: Watched) -> Pair:

@@ -116,3 +116,32 @@ def test_keywords_the_fast_path_leaves_alone_are_still_checked(schema: Json, val
     result = validator.validate({"x": value})
     assert not result.ok and list(result.errors) == ["x"]
     assert validator.validate({"y": value}).ok
+
+
+def test_a_default_is_each_documents_own() -> None:
+    """Defaults are planned once per schema and stored in every document that lacks
+    them: a list or object default must be a copy, so that changing one saved document
+    never changes what the next one gets."""
+    validator = SchemaValidator(
+        {
+            "$schema": DRAFT4,
+            "properties": {
+                "tags": {"type": "array", "default": []},
+                "nested": {
+                    "type": "object",
+                    "properties": {"options": {"type": "object", "default": {"a": [1]}}},
+                },
+                "name": {"type": "string", "default": "unnamed"},
+            },
+        }
+    )
+    first = validator.validate({"nested": {}})
+    assert first.ok and first.value == {
+        "nested": {"options": {"a": [1]}},
+        "tags": [],
+        "name": "unnamed",
+    }
+    first.value["tags"].append("changed")
+    first.value["nested"]["options"]["a"].append(2)
+    second = validator.validate({"nested": {}})
+    assert second.value == {"nested": {"options": {"a": [1]}}, "tags": [], "name": "unnamed"}

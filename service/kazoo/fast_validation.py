@@ -66,6 +66,7 @@ _SCHEMA_OR_LIST: Final = ("additionalProperties", "items", "additionalItems")
 _KEYS_BEFORE_PROPERTIES: Final = ("additionalProperties", "maxProperties", "minProperties")
 
 DefaultApplies = Callable[[Mapping[str, Any]], bool]
+Filler = Callable[[Any], None]
 Regex = Callable[[str], re.Pattern[str]]
 
 
@@ -79,6 +80,7 @@ class FastAcceptance:
         self._default_applies = default_applies
         self._regex = regex
         self._check = fastjsonschema.compile(_ascii_patterns(schema), use_default=False)
+        self._filler = self._plan(schema)
 
     @classmethod
     def for_schema(
@@ -94,67 +96,136 @@ class FastAcceptance:
 
     def accept(self, data: dict[str, Any]) -> dict[str, Any] | None:
         instance = _copy(data)
-        self._fill(self._schema, instance)
+        if self._filler is not None:
+            self._filler(instance)
         try:
             self._check(instance)
         except fastjsonschema.JsonSchemaException:
             return None
         return instance
 
-    def _fill(self, schema: Mapping[str, Any], instance: Any) -> None:
-        # The descents of validation.py's keywords, in the schema's key order as there:
-        # patternProperties (sorted first) never sees a key `properties` defaults in.
-        if isinstance(instance, dict):
-            for keyword in schema:
-                if keyword == "properties":
-                    self._fill_properties(schema[keyword], instance)
-                elif keyword == "patternProperties":
-                    self._fill_pattern_properties(schema[keyword], instance)
-                elif keyword == "additionalProperties":
-                    self._fill_additional_properties(schema, instance)
-        elif isinstance(instance, list):
-            self._fill_items(schema, instance)
+    # The defaults walk is planned once per schema: which properties get which default,
+    # and which subschemas can hold a default at all (a walk into the others changes
+    # nothing). Walking the schema for every body, asking of each missing property whether
+    # its default applies, took 40 of a trunk's 55 µs of validation.
 
-    def _fill_properties(self, properties: Mapping[str, Any], instance: dict[str, Any]) -> None:
+    def _plan(self, schema: Mapping[str, Any]) -> Filler | None:
+        """What filling `schema`'s defaults does to an instance; None: nothing, ever.
+        The descents of validation.py's keywords, in the schema's key order as there:
+        patternProperties (sorted first) never sees a key `properties` defaults in."""
+        steps: list[Filler] = []
+        for keyword in schema:
+            step = None
+            if keyword == "properties":
+                step = self._plan_properties(schema[keyword])
+            elif keyword == "patternProperties":
+                step = self._plan_pattern_properties(schema[keyword])
+            elif keyword == "additionalProperties":
+                step = self._plan_additional_properties(schema)
+            if step is not None:
+                steps.append(step)
+        on_items = self._plan_items(schema)
+        if not steps and on_items is None:
+            return None
+
+        def fill(instance: Any) -> None:
+            if isinstance(instance, dict):
+                for step in steps:
+                    step(instance)
+            elif isinstance(instance, list) and on_items is not None:
+                on_items(instance)
+
+        return fill
+
+    def _plan_properties(self, properties: Mapping[str, Any]) -> Filler | None:
+        entries: list[tuple[str, bool, Any, Filler | None]] = []
         for name, subschema in properties.items():
-            if name not in instance:
-                if not self._default_applies(subschema):
-                    continue
-                instance[name] = copy.deepcopy(subschema["default"])
-            self._fill(subschema, instance[name])
+            has_default = self._default_applies(subschema)
+            inner = self._plan(subschema)
+            if has_default or inner is not None:
+                default = subschema["default"] if has_default else None
+                entries.append((name, has_default, default, inner))
+        if not entries:
+            return None
 
-    def _fill_pattern_properties(
-        self, patterns: Mapping[str, Any], instance: dict[str, Any]
-    ) -> None:
-        for key, value in list(instance.items()):
-            for pattern, subschema in patterns.items():
-                if self._regex(pattern).search(key):
-                    self._fill(subschema, value)
+        def fill(instance: dict[str, Any]) -> None:
+            for name, has_default, default, inner in entries:
+                if name not in instance:
+                    if not has_default:
+                        continue
+                    instance[name] = _fresh(default)
+                if inner is not None:
+                    inner(instance[name])
 
-    def _fill_additional_properties(
-        self, schema: Mapping[str, Any], instance: dict[str, Any]
-    ) -> None:
+        return fill
+
+    def _plan_pattern_properties(self, patterns: Mapping[str, Any]) -> Filler | None:
+        planned = [
+            (self._regex(pattern), inner)
+            for pattern, subschema in patterns.items()
+            if (inner := self._plan(subschema)) is not None
+        ]
+        if not planned:
+            return None
+
+        def fill(instance: dict[str, Any]) -> None:
+            for key, value in list(instance.items()):
+                for regex, inner in planned:
+                    if regex.search(key):
+                        inner(value)
+
+        return fill
+
+    def _plan_additional_properties(self, schema: Mapping[str, Any]) -> Filler | None:
         extra = schema["additionalProperties"]
-        if not isinstance(extra, dict):
-            return
+        if not isinstance(extra, dict) or (inner := self._plan(extra)) is None:
+            return None
         named = schema.get("properties", {})
         patterns = [self._regex(p) for p in schema.get("patternProperties", {})]
-        for key, value in list(instance.items()):
-            if key not in named and not any(p.search(key) for p in patterns):
-                self._fill(extra, value)
 
-    def _fill_items(self, schema: Mapping[str, Any], instance: list[Any]) -> None:
+        def fill(instance: dict[str, Any]) -> None:
+            for key, value in list(instance.items()):
+                if key not in named and not any(p.search(key) for p in patterns):
+                    inner(value)
+
+        return fill
+
+    def _plan_items(self, schema: Mapping[str, Any]) -> Filler | None:
         items = schema.get("items")
         if isinstance(items, dict):
-            for item in instance:
-                self._fill(items, item)
-        elif isinstance(items, list):
-            for subschema, item in zip(items, instance, strict=False):
-                self._fill(subschema, item)
-            extra = schema.get("additionalItems")
-            if isinstance(extra, dict):
-                for item in instance[len(items) :]:
-                    self._fill(extra, item)
+            each = self._plan(items)
+            if each is None:
+                return None
+
+            def fill_each(instance: list[Any]) -> None:
+                for item in instance:
+                    each(item)
+
+            return fill_each
+        if not isinstance(items, list):
+            return None
+        positional = [self._plan(subschema) for subschema in items]
+        extra = schema.get("additionalItems")
+        rest = self._plan(extra) if isinstance(extra, dict) else None
+        if rest is None and all(inner is None for inner in positional):
+            return None
+
+        def fill_positions(instance: list[Any]) -> None:
+            for inner, item in zip(positional, instance, strict=False):
+                if inner is not None:
+                    inner(item)
+            if rest is not None:
+                for item in instance[len(positional) :]:
+                    rest(item)
+
+        return fill_positions
+
+
+def _fresh(default: Any) -> Any:
+    """A default to store in a document: its own copy, unless it cannot be changed."""
+    if default is None or isinstance(default, str | int | float | bool):
+        return default
+    return copy.deepcopy(default)
 
 
 def _subschemas(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
