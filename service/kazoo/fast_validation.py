@@ -67,6 +67,8 @@ _KEYS_BEFORE_PROPERTIES: Final = ("additionalProperties", "maxProperties", "minP
 
 DefaultApplies = Callable[[Mapping[str, Any]], bool]
 Filler = Callable[[Any], None]
+# A property whose schema gives no default the full validator would use.
+_NO_DEFAULT: Final = object()
 Regex = Callable[[str], re.Pattern[str]]
 
 
@@ -76,7 +78,6 @@ class FastAcceptance:
     def __init__(
         self, schema: Mapping[str, Any], default_applies: DefaultApplies, regex: Regex
     ) -> None:
-        self._schema = schema
         self._default_applies = default_applies
         self._regex = regex
         self._check = fastjsonschema.compile(_ascii_patterns(schema), use_default=False)
@@ -138,20 +139,19 @@ class FastAcceptance:
         return fill
 
     def _plan_properties(self, properties: Mapping[str, Any]) -> Filler | None:
-        entries: list[tuple[str, bool, Any, Filler | None]] = []
+        entries: list[tuple[str, Any, Filler | None]] = []
         for name, subschema in properties.items():
-            has_default = self._default_applies(subschema)
+            default = subschema["default"] if self._default_applies(subschema) else _NO_DEFAULT
             inner = self._plan(subschema)
-            if has_default or inner is not None:
-                default = subschema["default"] if has_default else None
-                entries.append((name, has_default, default, inner))
+            if default is not _NO_DEFAULT or inner is not None:
+                entries.append((name, default, inner))
         if not entries:
             return None
 
         def fill(instance: dict[str, Any]) -> None:
-            for name, has_default, default, inner in entries:
+            for name, default, inner in entries:
                 if name not in instance:
-                    if not has_default:
+                    if default is _NO_DEFAULT:
                         continue
                     instance[name] = _fresh(default)
                 if inner is not None:
