@@ -714,3 +714,27 @@ async def test_apache_couchdb_pulls_an_account_db_from_embedded(
             assert (status, [row["id"] for row in body["rows"]]) == (200, ["plain", "trunk"])
         finally:
             await apache.delete(url(apache_url, target))
+
+
+async def test_an_idle_kept_alive_connection_outlives_the_clients_own_idle_limit(
+    embedded: EmbeddedCouch,
+) -> None:
+    """Node closes idle connections after 5 s by default, aiohttp reuses them for 15 s: a
+    POST sent as the server closes its connection is lost, and aiohttp resends only
+    idempotent requests. The server keeps an idle connection past that moment."""
+    target = URL(embedded.url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    request = (
+        f"GET / HTTP/1.1\r\nHost: {target.host}\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n"
+    ).encode()
+    try:
+        for pause in (0.0, 6.0):
+            await asyncio.sleep(pause)
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+    finally:
+        writer.close()

@@ -200,6 +200,11 @@ async function main() {
   const server = parts.app.listen(opts.port, opts.host);
   // Long-running feeds must not be cut by Node's default 5-minute limit.
   server.requestTimeout = 0;
+  // An idle kept-alive connection stays open longer than any client keeps one (aiohttp:
+  // 15 s), so the client is the one to close it: a POST, which no client resends, never
+  // goes out on a connection the server is closing (docs/embedded-couchdb.md).
+  server.keepAliveTimeout = 65000;
+  server.headersTimeout = 66000;
   server.on('error', (err) => {
     log.error('cannot listen on ' + opts.host + ':' + opts.port + ': ' + err.message);
     process.exit(1);

@@ -222,7 +222,8 @@ class CouchClient:
         data = None
         headers = None
         if body is not None:
-            data = fast_json.dumps(body)
+            # Bytes are JSON encoded by the caller already.
+            data = body if isinstance(body, bytes) else fast_json.dumps(body)
             headers = {"Content-Type": "application/json"}
         attempts = _AttemptCounter()
         try:
@@ -321,15 +322,14 @@ class CouchClient:
             _expect(status, body, (200,), f"GET /{db}/{doc_id}")
         return raw
 
-    async def put_doc(self, db: str, doc: Json) -> SavedDoc:
-        """Saves `doc` at its `_id` (and `_rev`, if any)."""
+    async def put_doc(self, db: str, doc: Json, *, encoded: bytes | None = None) -> SavedDoc:
+        """Saves `doc` at its `_id` (and `_rev`, if any). `encoded`: `doc` as JSON
+        already, so that a big doc is not encoded twice."""
         doc_id = doc["_id"]
-        status, body = await self.request("PUT", f"{quote_db(db)}/{quote_doc_id(doc_id)}", body=doc)
+        path = f"{quote_db(db)}/{quote_doc_id(doc_id)}"
+        status, body = await self.request("PUT", path, body=doc if encoded is None else encoded)
         if status == 409:
-            landed = await self._own_landed_write(db, doc)
-            if landed is not None:
-                return landed
-            raise DocumentConflict(doc_id, status=status)
+            return await self._conflicted(db, doc)
         if status == 413:
             raise DocumentTooLarge(doc_id, status=status)
         _raise_not_found(status, body, db, doc_id)
@@ -337,6 +337,26 @@ class CouchClient:
         if status == 202:
             log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
         return SavedDoc(id=body["id"], rev=body["rev"], accepted_below_quorum=status == 202)
+
+    async def saved_from_row(self, db: str, doc: Json, row: Json) -> SavedDoc:
+        """What `put_doc(db, doc)` answers, read from `doc`'s row of a `_bulk_docs`
+        answer (couchdb/grouped_saves.py). A row below quorum cannot be told from the
+        others (the whole answer is a 202: `bulk_docs` logs it)."""
+        error = row.get("error")
+        rev = row.get("rev")
+        if error is None and isinstance(rev, str):
+            return SavedDoc(id=doc["_id"], rev=rev, accepted_below_quorum=False)
+        if error == "conflict":
+            return await self._conflicted(db, doc)
+        if error in ("too_large", "document_too_large"):
+            raise DocumentTooLarge(doc["_id"], status=413)
+        raise CouchError(f"POST /{db}/_bulk_docs: {doc['_id']}: {error} {row.get('reason')!r:.200}")
+
+    async def _conflicted(self, db: str, doc: Json) -> SavedDoc:
+        landed = await self._own_landed_write(db, doc)
+        if landed is not None:
+            return landed
+        raise DocumentConflict(doc["_id"], status=409)
 
     async def _own_landed_write(self, db: str, doc: Json) -> SavedDoc | None:
         """The stored revision, when what conflicted with the update `doc` is `doc`
@@ -431,12 +451,20 @@ class CouchClient:
         _expect(status, body, (200,), f"GET /{db}/_changes")
         return dict(body)
 
-    async def bulk_docs(self, db: str, docs: list[Json]) -> list[Json]:
+    async def bulk_docs(
+        self, db: str, docs: list[Json], *, encoded: list[bytes] | None = None
+    ) -> list[Json]:
         """`POST /{db}/_bulk_docs`: one result per doc, `{"id", "rev"}` or `{"id", "error"}`
-        (a `conflict` when the doc exists and no matching `_rev` was given)."""
-        status, body = await self.request("POST", f"{quote_db(db)}/_bulk_docs", body={"docs": docs})
+        (a `conflict` when the doc exists and no matching `_rev` was given). `encoded`:
+        the same docs as JSON already."""
+        body: Any = {"docs": docs}
+        if encoded is not None:
+            body = b'{"docs":[' + b",".join(encoded) + b"]}"
+        status, body = await self.request("POST", f"{quote_db(db)}/_bulk_docs", body=body)
         _raise_not_found(status, body, db, None)
         _expect(status, body, (201, 202), f"POST /{db}/_bulk_docs")
+        if status == 202:
+            log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
         return [row for row in body if isinstance(row, dict)] if isinstance(body, list) else []
 
     # -- views -------------------------------------------------------------------------

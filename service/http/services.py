@@ -20,6 +20,7 @@ from service.cache.reads import ReadCache
 from service.config import Settings
 from service.couchdb.client import CouchClient, DatabaseNotFound, DocumentNotFound
 from service.couchdb.feed_hub import FeedHub
+from service.couchdb.grouped_saves import GroupedSaves
 from service.events.publisher import EventPublisher, publisher_for
 from service.http.client_address import Network, parse_networks
 from service.kazoo.ids import account_db
@@ -147,6 +148,7 @@ class Services:
             ),
             reads=reads,
             max_dids=settings.did_bound,
+            saves=GroupedSaves(client),
         )
         events = publisher_for(settings)
         if events is not None:

@@ -20,6 +20,7 @@ from service.couchdb.client import (
     DocumentTooLarge,
 )
 from service.couchdb.design_docs import ensure_design_docs
+from service.couchdb.grouped_saves import GroupedSaves
 from service.kazoo import errors
 from service.kazoo.changes import Action, DocWritten, hard_deleted
 from service.kazoo.documents import (
@@ -147,9 +148,13 @@ class ConnectivityStore:
         dids: DidRules | None = None,
         reads: ReadCache | None = None,
         max_dids: int | None = None,
+        saves: GroupedSaves | None = None,
     ) -> None:
         self.client = client
         self.validator = validator
+        # Saves go to CouchDB with the concurrent saves into the same account (one
+        # `_bulk_docs`, couchdb/grouped_saves.py); None: one PUT each.
+        self.saves = saves
         # Our own bound (§7.5, KAZOO has none), `Settings.did_bound`; None: no bound.
         # Past it a write is a 400, not minutes of view indexing on the embedded server.
         self.max_dids = max_dids
@@ -340,7 +345,10 @@ class ConnectivityStore:
 
     async def _save(self, db: str, doc: Json, action: Action) -> Saved:
         try:
-            saved = await self.client.put_doc(db, doc)
+            if self.saves is not None:
+                saved = await self.saves.save(db, doc)
+            else:
+                saved = await self.client.put_doc(db, doc)
         except DocumentConflict:
             raise errors.conflict() from None
         except DocumentTooLarge:
