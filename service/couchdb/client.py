@@ -334,8 +334,7 @@ class CouchClient:
             raise DocumentTooLarge(doc_id, status=status)
         _raise_not_found(status, body, db, doc_id)
         _expect(status, body, (201, 202), f"PUT /{db}/{doc_id}")
-        if status == 202:
-            log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
+        _note_below_quorum(status, db)
         return SavedDoc(id=body["id"], rev=body["rev"], accepted_below_quorum=status == 202)
 
     async def saved_from_row(self, db: str, doc: Json, row: Json) -> SavedDoc:
@@ -463,8 +462,7 @@ class CouchClient:
         status, body = await self.request("POST", f"{quote_db(db)}/_bulk_docs", body=body)
         _raise_not_found(status, body, db, None)
         _expect(status, body, (201, 202), f"POST /{db}/_bulk_docs")
-        if status == 202:
-            log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
+        _note_below_quorum(status, db)
         return [row for row in body if isinstance(row, dict)] if isinstance(body, list) else []
 
     # -- views -------------------------------------------------------------------------
@@ -592,6 +590,12 @@ def _raise_not_found(status: int, body: Any, db: str, doc_id: str | None) -> Non
     if doc_id is None or "Database does not exist" in reason or reason == "no_db_file":
         raise DatabaseNotFound(db, status=status)
     raise DocumentNotFound(doc_id, status=status)
+
+
+def _note_below_quorum(status: int, db: str) -> None:
+    """A 202: a cluster stored the write on fewer nodes than its write quorum asks."""
+    if status == 202:
+        log.warning("couchdb accepted a write below quorum", extra={"couch_db": db})
 
 
 def _expect(status: int, body: Any, ok: tuple[int, ...], what: str) -> None:
