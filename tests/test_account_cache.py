@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from faultproxy import FaultProxy
 from helpers import Reply, assert_kazoo_error, call, create_trunk
 from instances import instance_for, now, until
+from number_helpers import fresh_number, routing_trunk
 
 from service.couchdb.client import CouchClient
 from service.http.services import SERVICES
@@ -183,6 +184,29 @@ async def test_change_made_while_the_feed_was_down_is_not_served_stale(
 
 
 # -- a write that skips the `accounts` copy: the TTL is the safety net -------------------
+
+
+async def test_write_only_to_the_account_db_is_seen_by_the_next_trunk_write(
+    other_api, couch, make_account
+):
+    """A trunk write's DID check reads the account database's changes, the account's
+    own doc among them: a change the `accounts` feed never hears of reaches the cache
+    there, however long its TTL."""
+    account = await make_account("Seen by a write")
+    await create_trunk(other_api, account, routing_trunk([fresh_number()]))
+    assert (await call(other_api, "GET", account.url(), token=account.token)).status == 200
+
+    doc = await couch.get_doc(account_db(account.id), account.id)
+    doc["pvt_deleted"] = True
+    await couch.put_doc(account_db(account.id), doc)
+    # Answered from the cache (the change is not known yet); its check reads it.
+    await call(
+        other_api, "PUT", account.url(), data=routing_trunk([fresh_number()]), token=account.token
+    )
+
+    assert_kazoo_error(
+        await call(other_api, "GET", account.url(), token=account.token), 404, "bad_identifier"
+    )
 
 
 async def test_write_only_to_the_account_db_expires_with_the_ttl(couch_url, couch, make_account):

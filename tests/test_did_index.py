@@ -265,20 +265,20 @@ def _listings(proxy: FaultProxy) -> int:
     return sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
 
 
-async def test_a_write_reads_its_account_index_while_its_account_is_loaded(
-    proxied_api, proxy, make_account
-):
+async def test_a_write_reads_its_account_index_while_its_account_is_loaded(proxy, make_account):
     """The DID check's reads start as the request arrives, side by side with loading the
     account and checking the token, not after them: a first write into an account waits
-    for one CouchDB round trip less."""
+    for one CouchDB round trip less. (With the account cache on, the account's doc comes
+    from that read itself: the next test.)"""
     account = await make_account("Read ahead")
-    reply = await _while_its_account_is_held(
-        proxy,
-        account,
-        put_trunk(proxied_api, account, routing_trunk([fresh_number()])),
-        lambda: bool(_changes_reads(proxy, account.db)),
-        "the account's changes read while its doc is held",
-    )
+    async with instance(proxy.url, account_cache_seconds=0) as uncached:
+        reply = await _while_its_account_is_held(
+            proxy,
+            account,
+            put_trunk(uncached, account, routing_trunk([fresh_number()])),
+            lambda: bool(_changes_reads(proxy, account.db)),
+            "the account's changes read while its doc is held",
+        )
     assert reply.status == 201
 
 
@@ -352,3 +352,56 @@ async def test_a_post_lists_the_number_databases_once_for_its_check_and_its_rele
     )
     assert reply.status == 200
     assert _listings(proxy) == listings + 1
+
+
+def _database_probes(proxy: FaultProxy, db: str) -> int:
+    """`GET /{db}`: the check's question whether only our saves happened since."""
+    name = "/" + db.replace("/", "%2F")
+    return sum(1 for method, path in proxy.seen if method == "GET" and path.split("?")[0] == name)
+
+
+async def test_beside_other_writers_a_check_reads_the_changes_without_asking_first(
+    proxied_api, proxy, couch: CouchClient, make_account
+):
+    """KAZOO's apps write into the same account database: once a check has found writes
+    that were not ours, the next ones go straight to the changes (the database's
+    sequence would only say so), and once only ours happen again the probe is back."""
+    account = await make_account("Shared database")
+    await _indexed(proxied_api, account)
+
+    async def theirs() -> None:
+        await couch.put_doc(account.db, {"_id": new_id(), "pvt_type": "device"})
+
+    async def ours() -> None:
+        await create_trunk(proxied_api, account, routing_trunk([fresh_number()]))
+
+    await theirs()
+    await ours()  # the probe finds their write: from now on, no probe
+    before = _database_probes(proxy, account.db)
+    for _ in range(3):
+        await theirs()
+        await ours()
+    assert _database_probes(proxy, account.db) == before
+
+    await ours()  # its read finds only our last save
+    probes = _database_probes(proxy, account.db)
+    await ours()
+    assert _database_probes(proxy, account.db) == probes + 1
+
+
+async def test_a_first_write_takes_its_account_doc_from_its_index_read(
+    proxied_api, proxy, make_account
+):
+    """The account's doc is in the account's database: the index read of a first write
+    comes across it, and the write reads it no other way."""
+    account = await make_account("One read")
+    cache = proxied_api.server.app[SERVICES].account_cache
+    await until(lambda: now(cache.following), "the accounts feed to open")
+    start = len(proxy.seen)
+
+    await create_trunk(proxied_api, account, routing_trunk([fresh_number()]))
+
+    account_doc = "/" + account.db.replace("/", "%2F") + "/" + account.id
+    reads = [path for method, path in proxy.seen[start:] if method == "GET"]
+    assert account_doc not in [path.split("?")[0] for path in reads], reads
+    assert _changes_reads(proxy, account.db)

@@ -57,6 +57,10 @@ class FreshReads(Generic[T]):
         now): none waits for it yet, so its failure is theirs to see, not asyncio's."""
         self.fresh().add_done_callback(_retrieved)
 
+    def under_way(self) -> asyncio.Future[T] | None:
+        """The read running now, if any (await it shielded, as `fresh`)."""
+        return self._current
+
     def cancel(self) -> None:
         if self._current is not None:
             self._current.cancel()

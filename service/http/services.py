@@ -115,6 +115,11 @@ class Services:
         )
         account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
         accounts.on_change = account_cache.invalidate
+        # A write's DID index read comes across its account's doc (numbers/did_index.py).
+        did_index.account_docs = account_cache
+        account_cache.read_under_way = lambda account_id: did_index.read_under_way(
+            account_db(account_id)
+        )
         # One number store shared by the DID checks and the phone_numbers resource.
         numbers = NumberStore(client)
         identity_secrets = IdentitySecrets(client, accounts)

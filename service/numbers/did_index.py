@@ -11,7 +11,13 @@ first time a write needs it, and every later check brings it up to date first, f
 sequence it last applied: the check sees what every writer (KAZOO, another instance, a
 replication) stored before it began, and costs what changed since, not what the account
 holds. When nothing but our own saves has happened since (the database's update
-sequence is exactly ours ahead), one `GET /{db}` replaces the changes read.
+sequence is exactly ours ahead), one `GET /{db}` replaces the changes read; once a read
+finds that others wrote too (KAZOO's apps write into the same database), the next goes
+straight to the changes, since asking first would only say so (README, Performance).
+
+The account's own doc lives in the same database, so these reads also come across it:
+they pass it on (`AccountDocs`, cache/accounts.py), and a first write into an account
+needs no read of its own for it.
 
 Concurrent checks of one account share reads (couchdb/fresh_reads.py): a check waits for
 the next read that starts after it began, never for one already under way (that one may
@@ -33,10 +39,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from service.couchdb.client import CouchClient, DatabaseNotFound
 from service.couchdb.fresh_reads import FreshReads
+from service.kazoo.ids import account_id_from_db
 from service.numbers.dids import routed_numbers
 
 log = logging.getLogger(__name__)
@@ -52,9 +59,26 @@ SLICE = 500
 TOO_BIG_SECONDS = 600.0
 
 
+class AccountDocs(Protocol):
+    """Where the account docs the index's reads come across go (cache/accounts.py)."""
+
+    def reading(self) -> object:
+        """A mark taken as a read starts: what it learns dates from then."""
+
+    def seen(self, mark: object, account_id: str, doc: Json | None) -> None:
+        """The read found the account's doc (None: it was deleted)."""
+
+    def unchanged(self, mark: object, account_id: str, rev: str) -> None:
+        """The read found no change to the account's doc since revision `rev`."""
+
+
 @dataclass
 class _Index:
     db: str
+    # The account whose database this is (its doc is among the rows), if any.
+    account_id: str | None = None
+    # The revision of the account doc as of `seq` (None: not seen, or deleted).
+    account_rev: str | None = None
     # The update sequence everything below reflects ("0": nothing read yet).
     seq: Any = "0"
     # doc id -> (revision number, the numbers it routes, as `number_key`s).
@@ -73,6 +97,8 @@ class _Index:
     # When one of our saves last failed or ended unknown (time.monotonic): it may still
     # land, so only a read begun after it can tell.
     lost_at: float = 0.0
+    # The last read found writes that were not ours: the next one skips `GET /{db}`.
+    others_wrote: bool = False
     # Reads of what changed, shared by the checks that wait for the same one.
     reads: FreshReads[None] | None = None
 
@@ -116,10 +142,16 @@ class _Index:
             return holders
         return next((owner for owner in sorted(holders) if owner != doc_id), None)
 
-    def apply_row(self, row: Json) -> None:
+    def apply_row(self, row: Json) -> Json | None:
+        """Applies one change; returns it when it is the account doc's."""
         doc_id = row.get("id")
         if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
-            return
+            return None
+        if doc_id == self.account_id:
+            doc = row.get("doc")
+            live = isinstance(doc, dict) and not row.get("deleted")
+            self.account_rev = doc.get("_rev") if live and isinstance(doc, dict) else None
+            return row
         doc = row.get("doc")
         if isinstance(doc, dict):
             rev = doc.get("_rev")
@@ -128,13 +160,20 @@ class _Index:
             rev = changes[0].get("rev") if isinstance(changes, list) and changes else None
         numbers = frozenset() if row.get("deleted") else routed_numbers(doc)
         self.set_doc(doc_id, revision_number(rev), numbers)
+        return None
 
 
 class DidIndex:
     def __init__(
-        self, client: CouchClient, *, max_dbs: int = 10_000, max_numbers: int = 400_000
+        self,
+        client: CouchClient,
+        *,
+        max_dbs: int = 10_000,
+        max_numbers: int = 400_000,
+        account_docs: AccountDocs | None = None,
     ) -> None:
         self._client = client
+        self.account_docs = account_docs
         # 0: nothing is indexed, every check asks the view.
         self._max_dbs = max_dbs
         self._max_numbers = max_numbers
@@ -181,6 +220,12 @@ class DidIndex:
             assert index.reads is not None
             index.reads.read_ahead()
 
+    def read_under_way(self, db: str) -> asyncio.Future[None] | None:
+        """The read of the account's index now running, if one is (it passes the
+        account doc on to `account_docs` as it ends)."""
+        index = self._indexes.get(db)
+        return index.reads.under_way() if index is not None and index.reads else None
+
     # -- our own writes ----------------------------------------------------------------
 
     def flying(self, db: str) -> None:
@@ -221,7 +266,7 @@ class DidIndex:
             del self._too_big[db]
         index = self._indexes.get(db)
         if index is None:
-            index = _Index(db)
+            index = _Index(db, account_id=account_id_from_db(db))
             index.reads = FreshReads(partial(self._read, index), f"did index {db}")
             self._indexes[db] = index
             while len(self._indexes) > self._max_dbs:
@@ -232,9 +277,14 @@ class DidIndex:
 
     async def _read(self, index: _Index) -> None:
         flights, flying_at_start = index.flights, index.flying
+        mark = self.account_docs.reading() if self.account_docs is not None else None
         quiet = flying_at_start == 0 and not index.uncounted
-        if quiet and index.seq != "0" and await self._only_ours_since(index, flights):
+        probe = quiet and index.seq != "0" and not index.others_wrote
+        if probe and await self._only_ours_since(index, flights):
+            self._account_unchanged(index, mark)
             return
+        seq_at_start, ours_at_start = index.seq, index.ours
+        account_row: Json | None = None
         while True:
             try:
                 result = await self._client.changes(
@@ -244,15 +294,29 @@ class DidIndex:
                 return
             rows = result.get("results") or []
             for row in rows:
-                index.apply_row(row)
+                account_row = index.apply_row(row) or account_row
             index.seq = result.get("last_seq", index.seq)
             if self._over_budget(index):
                 return
             if len(rows) < SLICE:
                 break
+        if quiet and seq_at_start != "0" and index.flights == flights:
+            # Moved by more than our saves: others write here, the probe would say so.
+            moved = seq_number(index.seq) - seq_number(seq_at_start)
+            index.others_wrote = moved != ours_at_start
         # Our saves counted so far are in what was read, unless one was under way.
         index.ours = 0
         index.uncounted = flying_at_start > 0 or index.flights != flights or index.flying > 0
+        if account_row is None:
+            self._account_unchanged(index, mark)
+        elif self.account_docs is not None and index.account_id is not None:
+            live = not account_row.get("deleted") and isinstance(account_row.get("doc"), dict)
+            doc = account_row["doc"] if live else None
+            self.account_docs.seen(mark, index.account_id, doc)
+
+    def _account_unchanged(self, index: _Index, mark: object) -> None:
+        if self.account_docs is not None and index.account_id and index.account_rev:
+            self.account_docs.unchanged(mark, index.account_id, index.account_rev)
 
     async def _only_ours_since(self, index: _Index, flights: int) -> bool:
         """Whether the database moved by exactly our acknowledged saves since `seq`: then
