@@ -19,6 +19,7 @@ from service.stores.accounts import AccountStore
 
 from . import plan as plans
 from . import procstat, report
+from .indexing import indexers_idle
 from .ledger import Ledger
 from .runner import Pair, Watched, interleaved
 from .scaling import listing_at_sizes, many_accounts
@@ -99,13 +100,13 @@ async def measure(
     work_dir: Path,
 ) -> list[str]:
     client = clients[0]
-    watched = Watched(stack.service_pid, stack.couch_pid)
+    # Only Apache CouchDB indexes views in the background (bench/indexing.py).
+    settle = indexers_idle(client) if stack.couch_pid is None else None
+    watched = Watched(stack.service_pid, stack.couch_pid, settle)
     notes: dict[str, str] = {}
     progress(f"loading {plan.main_docs:,} docs")
     fx = await prepare(couch, client, ledger, plan, notes)
-    pairs = await main_table(
-        clients, fx, plan, (watched, Watched(stack.uncached_pid, stack.couch_pid))
-    )
+    pairs = await main_table(clients, fx, plan, (watched, watched.of(stack.uncached_pid)))
     peak_after_main = procstat.peak_rss_mb(stack.service_pid)
     write_sizes = await writes_at_sizes(couch, client, ledger, plan, watched, progress)
     progress("PUT of the same trunk without DIDs (nothing to check)")
@@ -121,7 +122,7 @@ async def measure(
             Client(client.session, url, stack.couch_url),
             ledger,
             plan,
-            Watched(pid, stack.couch_pid),
+            watched.of(pid),
         )
     sizes = await listing_at_sizes(couch, client, ledger, fx, plan, watched, progress)
     accounts = await many_accounts(couch, client, ledger, plan, watched, progress)
@@ -158,6 +159,9 @@ async def measure(
         "",
         f"service memory: peak RSS {peak:.0f} MB ({peak_after_main:.0f} MB after the main table)",
         "",
+        *report.indexing_section(
+            [*pairs, *(row.put for row in write_sizes), bare, claims, accounts.spread_put]
+        ),
         "Targets",
         *(v.line() for v in report.verdicts(pairs, peak, write_sizes, accounts)),
     ]

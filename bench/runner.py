@@ -11,9 +11,12 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import procstat
+
+# Less indexing after a run than this per op is not worth a line of the report.
+SETTLE_SHOWN_MS = 0.01
 
 # One call of an operation; `index` is unique within a run, `worker` in [0, concurrency).
 OpFn = Callable[[int, int], Awaitable[None]]
@@ -25,6 +28,12 @@ class Watched:
 
     service_pid: int
     couch_pid: int | None
+    # Waits for CouchDB's background work (bench/indexing.py), returns the seconds waited.
+    settle: Callable[[], Awaitable[float]] | None = None
+
+    def of(self, service_pid: int) -> Watched:
+        """The same CouchDB, another service."""
+        return replace(self, service_pid=service_pid)
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,16 @@ class Run:
     latencies: list[float]
     service_cpu: float  # CPU seconds the service used during the run
     couch_cpu: float | None
+    # How long CouchDB's background indexing of the run's writes went on after it.
+    settle_seconds: float = 0.0
 
     @property
     def ops_per_s(self) -> float:
         return self.ops / self.seconds
+
+    @property
+    def sustained_ops_per_s(self) -> float:
+        return self.ops / (self.seconds + self.settle_seconds)
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -57,12 +72,15 @@ async def run(op: OpFn, ops: int, concurrency: int, watched: Watched) -> Run:
             await op(index, worker_id)
             latencies.append(time.perf_counter() - started)
 
+    if watched.settle is not None:
+        await watched.settle()  # what earlier runs set going is not this run's
     service_before = procstat.cpu_seconds(watched.service_pid)
     couch_before = _couch_cpu(watched)
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     seconds = time.perf_counter() - started
     couch_after = _couch_cpu(watched)
+    settle_seconds = await watched.settle() if watched.settle is not None else 0.0
     return Run(
         ops=ops,
         seconds=seconds,
@@ -71,6 +89,7 @@ async def run(op: OpFn, ops: int, concurrency: int, watched: Watched) -> Run:
         couch_cpu=None
         if couch_before is None or couch_after is None
         else couch_after - couch_before,
+        settle_seconds=settle_seconds,
     )
 
 
@@ -90,6 +109,14 @@ class Side:
     @property
     def ops_per_s(self) -> float:
         return self.median(lambda r: r.ops_per_s)
+
+    @property
+    def sustained_ops_per_s(self) -> float:
+        return self.median(lambda r: r.sustained_ops_per_s)
+
+    @property
+    def settle_ms_per_op(self) -> float:
+        return self.median(lambda r: r.settle_seconds / r.ops) * 1000
 
     @property
     def p50_ms(self) -> float:
@@ -125,6 +152,15 @@ class Pair:
     @property
     def throughput_ratio(self) -> float:
         return self.api.ops_per_s / self.raw.ops_per_s
+
+    @property
+    def sustained_ratio(self) -> float:
+        return self.api.sustained_ops_per_s / self.raw.sustained_ops_per_s
+
+    @property
+    def settles(self) -> bool:
+        """Whether CouchDB indexed in the background after these runs' writes."""
+        return max(self.api.settle_ms_per_op, self.raw.settle_ms_per_op) >= SETTLE_SHOWN_MS
 
     @property
     def added_p50_ms(self) -> float:
