@@ -217,6 +217,18 @@ async def test_the_budget_keeps_the_most_recently_written_accounts(proxy, make_a
         assert _index(api).numbers() <= 3
 
 
+async def test_numbers_a_write_frees_leave_the_budget_to_other_accounts(proxy, make_account):
+    async with instance(proxy.url, did_index_numbers=3) as api:
+        first, second = await make_account("Frees"), await make_account("Takes")
+        trunk = await create_trunk(api, first, routing_trunk([fresh_number(), fresh_number()]))
+        deleted = await call(api, "DELETE", first.url(f"/{trunk.data['id']}"), token=first.token)
+        assert deleted.status == 200
+        await create_trunk(api, second, routing_trunk([fresh_number(), fresh_number()]))
+        # Two numbers in all: both accounts fit, the first one was not dropped for room.
+        assert _index(api).is_ready(first.db) and _index(api).is_ready(second.db)
+        assert _index(api).numbers() == 2
+
+
 async def test_turned_off_every_check_asks_the_view(proxy, make_account):
     async with instance(proxy.url, did_index_databases=0) as api:
         account = await make_account("Unindexed")

@@ -180,13 +180,18 @@ class DidIndex:
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
         # Databases found too big for the budget -> when that was found.
         self._too_big: dict[str, float] = {}
+        # Each index's numbers as last counted, and their sum: the budget is checked at
+        # every read and save, and summing every account's index each time cost a write
+        # more than its check once a few hundred accounts were indexed.
+        self._counted: dict[str, int] = {}
+        self._total = 0
 
     def is_ready(self, db: str) -> bool:
         index = self._indexes.get(db)
         return index is not None and index.seq != "0"
 
     def numbers(self) -> int:
-        return sum(index.numbers() for index in self._indexes.values())
+        return self._total
 
     # -- the check ---------------------------------------------------------------------
 
@@ -338,15 +343,16 @@ class DidIndex:
     def _over_budget(self, index: _Index) -> bool:
         """Drops the least recently written accounts while over the numbers budget; True
         when `index` alone is over it (it is then dropped and left to the view)."""
-        total = self.numbers()
-        for other in list(self._indexes.values()):
-            if total <= self._max_numbers:
-                return False
-            if other is not index:
-                total -= other.numbers()
-                self._drop(other)
-        if total <= self._max_numbers:
+        if self._indexes.get(index.db) is not index:
+            return False  # dropped meanwhile: counts for nothing
+        self._recount(index)
+        if self._total <= self._max_numbers:
             return False
+        for other in list(self._indexes.values()):
+            if other is not index:
+                self._drop(other)
+                if self._total <= self._max_numbers:
+                    return False
         log.info(
             "did index over its numbers budget, the view answers", extra={"couch_db": index.db}
         )
@@ -354,9 +360,15 @@ class DidIndex:
         self._drop(index)
         return True
 
+    def _recount(self, index: _Index) -> None:
+        numbers = index.numbers()
+        self._total += numbers - self._counted.get(index.db, 0)
+        self._counted[index.db] = numbers
+
     def _drop(self, index: _Index) -> None:
         if self._indexes.get(index.db) is index:
             del self._indexes[index.db]
+            self._total -= self._counted.pop(index.db, 0)
         index.docs.clear()
         index.owners.clear()
 
