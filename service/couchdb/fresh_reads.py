@@ -58,7 +58,8 @@ class FreshReads(Generic[T]):
         self.fresh().add_done_callback(_retrieved)
 
     def under_way(self) -> asyncio.Future[T] | None:
-        """The read running now, if any (await it shielded, as `fresh`)."""
+        """The read running now, if any (wait for it without cancelling it: shielded, or
+        through `asyncio.wait`)."""
         return self._current
 
     def cancel(self) -> None:

@@ -95,8 +95,17 @@ class Services:
             max_bytes=settings.read_cache_mb * 1024 * 1024,
             max_dbs=settings.read_cache_databases,
         )
+        account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
+        accounts.on_change = account_cache.invalidate
+        # A write's DID index read comes across its account's doc (numbers/did_index.py).
         did_index = DidIndex(
-            client, max_dbs=settings.did_index_databases, max_numbers=settings.did_index_numbers
+            client,
+            max_dbs=settings.did_index_databases,
+            max_numbers=settings.did_index_numbers,
+            account_docs=account_cache,
+        )
+        account_cache.read_under_way = lambda account_id: did_index.read_under_way(
+            account_db(account_id)
         )
         did_claims = (
             DidClaims(client, expiry=settings.did_claim_seconds) if settings.claims_dids else None
@@ -112,13 +121,6 @@ class Services:
             )
             if did_claims is not None
             else None
-        )
-        account_cache = AccountCache(accounts.get, client, ttl=settings.account_cache_seconds)
-        accounts.on_change = account_cache.invalidate
-        # A write's DID index read comes across its account's doc (numbers/did_index.py).
-        did_index.account_docs = account_cache
-        account_cache.read_under_way = lambda account_id: did_index.read_under_way(
-            account_db(account_id)
         )
         # One number store shared by the DID checks and the phone_numbers resource.
         numbers = NumberStore(client)

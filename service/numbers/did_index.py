@@ -148,9 +148,8 @@ class _Index:
         if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
             return None
         if doc_id == self.account_id:
-            doc = row.get("doc")
-            live = isinstance(doc, dict) and not row.get("deleted")
-            self.account_rev = doc.get("_rev") if live and isinstance(doc, dict) else None
+            account = live_doc(row)
+            self.account_rev = account.get("_rev") if account is not None else None
             return row
         doc = row.get("doc")
         if isinstance(doc, dict):
@@ -173,7 +172,7 @@ class DidIndex:
         account_docs: AccountDocs | None = None,
     ) -> None:
         self._client = client
-        self.account_docs = account_docs
+        self._account_docs = account_docs
         # 0: nothing is indexed, every check asks the view.
         self._max_dbs = max_dbs
         self._max_numbers = max_numbers
@@ -282,7 +281,7 @@ class DidIndex:
 
     async def _read(self, index: _Index) -> None:
         flights, flying_at_start = index.flights, index.flying
-        mark = self.account_docs.reading() if self.account_docs is not None else None
+        mark = self._account_docs.reading() if self._account_docs is not None else None
         quiet = flying_at_start == 0 and not index.uncounted
         probe = quiet and index.seq != "0" and not index.others_wrote
         if probe and await self._only_ours_since(index, flights):
@@ -314,14 +313,12 @@ class DidIndex:
         index.uncounted = flying_at_start > 0 or index.flights != flights or index.flying > 0
         if account_row is None:
             self._account_unchanged(index, mark)
-        elif self.account_docs is not None and index.account_id is not None:
-            live = not account_row.get("deleted") and isinstance(account_row.get("doc"), dict)
-            doc = account_row["doc"] if live else None
-            self.account_docs.seen(mark, index.account_id, doc)
+        elif self._account_docs is not None and index.account_id is not None:
+            self._account_docs.seen(mark, index.account_id, live_doc(account_row))
 
     def _account_unchanged(self, index: _Index, mark: object) -> None:
-        if self.account_docs is not None and index.account_id and index.account_rev:
-            self.account_docs.unchanged(mark, index.account_id, index.account_rev)
+        if self._account_docs is not None and index.account_id and index.account_rev:
+            self._account_docs.unchanged(mark, index.account_id, index.account_rev)
 
     async def _only_ours_since(self, index: _Index, flights: int) -> bool:
         """Whether the database moved by exactly our acknowledged saves since `seq`: then
@@ -377,6 +374,12 @@ class DidIndex:
             if index.reads is not None:
                 index.reads.cancel()
             self._drop(index)
+
+
+def live_doc(row: Json) -> Json | None:
+    """The doc a `_changes` row (with docs) carries, None for a deletion."""
+    doc = row.get("doc")
+    return doc if isinstance(doc, dict) and not row.get("deleted") else None
 
 
 def number_key(number: str) -> Key:
