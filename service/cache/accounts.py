@@ -105,6 +105,11 @@ class AccountCache:
     def following(self) -> bool:
         return self._following
 
+    @property
+    def generation(self) -> int:
+        """Bumped by every invalidation: a read that spans a bump is not kept."""
+        return self._generation
+
     async def get(self, account_id: str) -> Json | None:
         """The account doc (a copy the caller may change), or None if there is none."""
         entry = self._fresh(account_id)
