@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from helpers import assert_kazoo_error, create_trunk, put_trunk
 from instances import instance
@@ -41,30 +42,31 @@ async def _until_alone(api, couch: CouchClient, account) -> None:  # type: ignor
         await asyncio.sleep(BEAT)
 
 
-async def _leave_entry(couch: CouchClient, instance_id: str, entry: dict) -> None:  # type: ignore[type-arg]
-    """Puts an entry into the roster as an instance killed mid-beat leaves it."""
-    try:
-        roster = await couch.get_doc(CLAIMS_DB, ROSTER_ID)
-    except DocumentNotFound:
-        roster = {"_id": ROSTER_ID, "instances": {}}
-    roster["instances"][instance_id] = entry
-    await couch.put_doc(CLAIMS_DB, roster)
-
-
-async def _drop_entry(couch: CouchClient, instance_id: str) -> None:
-    """Takes an entry `_leave_entry` put there out again, if it is still there."""
+async def _edit_roster(couch: CouchClient, change: Callable[[dict], object]) -> None:  # type: ignore[type-arg]
+    """Reads the roster's entries, `change`s them and writes them back, again from the
+    top when a live instance beat in between."""
     for _attempt in range(5):
         try:
             roster = await couch.get_doc(CLAIMS_DB, ROSTER_ID)
         except DocumentNotFound:
-            return
-        if roster.get("instances", {}).pop(instance_id, None) is None:
-            return
+            roster = {"_id": ROSTER_ID, "instances": {}}
+        change(roster.setdefault("instances", {}))
         try:
             await couch.put_doc(CLAIMS_DB, roster)
             return
         except DocumentConflict:
-            continue  # a live instance beat meanwhile: read it again
+            continue
+    raise AssertionError("the roster kept changing under the test")
+
+
+async def _leave_entry(couch: CouchClient, instance_id: str, entry: dict) -> None:  # type: ignore[type-arg]
+    """Puts an entry into the roster as an instance killed mid-beat leaves it."""
+    await _edit_roster(couch, lambda entries: entries.update({instance_id: entry}))
+
+
+async def _drop_entry(couch: CouchClient, instance_id: str) -> None:
+    """Takes an entry `_leave_entry` put there out again, if it is still there."""
+    await _edit_roster(couch, lambda entries: entries.pop(instance_id, None))
 
 
 async def _roster(couch: CouchClient) -> dict:  # type: ignore[type-arg]

@@ -134,12 +134,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if signed and reader is not None and _storable(route.account_id):
         # Only for a correctly signed token: an anonymous caller starts no CouchDB reads.
         assert route.account_id is not None
-        reader.read_ahead(ctx, route.account_id, route.args)
-        # One turn of the loop: the reads just begun send their requests now, so that
-        # CouchDB answers them while this request is checked and validated here (every
-        # step until the DID check finishes without waiting, when what it needs is in
-        # memory, and would otherwise hold them back until then).
-        await asyncio.sleep(0)
+        if reader.read_ahead(ctx, route.account_id, route.args):
+            # One turn of the loop: the reads just begun send their requests now, so
+            # that CouchDB answers them while this request is checked and validated here
+            # (every step until the DID check finishes without waiting, when what it
+            # needs is in memory, and would otherwise hold them back until then).
+            await asyncio.sleep(0)
     if route.account_id is not None:
         # A change to the account itself starts from its current doc, never a cached one.
         fresh = route.resource is ACCOUNTS and ctx.method != "GET"

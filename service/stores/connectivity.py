@@ -165,19 +165,22 @@ class ConnectivityStore:
         # Told of every document written (service/kazoo/changes.py): the change events.
         self.on_written: DocWritten | None = None
 
-    def read_ahead(self, db: str, data: Json, *, merges: bool = False) -> None:
+    def read_ahead(self, db: str, data: Json, *, merges: bool = False) -> bool:
         """A write of `data` into `db` has arrived: the reads its DID check needs may
         start now, while the request's account and token are checked. `merges`: a
-        PATCH, whose merged doc keeps the stored doc's numbers."""
+        PATCH, whose merged doc keeps the stored doc's numbers. Whether any began."""
         if self.dids is None:
-            return
+            return False
         count = did_count(data)
         if 0 < count <= READ_AHEAD_DIDS:
             self.dids.read_ahead(db, data)
-        elif count == 0 and merges:
+            return True
+        if count == 0 and merges:
             # The stored numbers' owners are checked again (§11.1): where they live is
             # only known once the doc is read, so the number databases are listed now.
             self.dids.read_ahead_owners()
+            return True
+        return False
 
     # -- reading -----------------------------------------------------------------------
 

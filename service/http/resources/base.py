@@ -25,9 +25,10 @@ class Resource(Protocol):
 @runtime_checkable
 class ReadsAhead(Protocol):
     """A resource whose work can start reading before the request's account and token
-    are checked (for a caller whose token is correctly signed)."""
+    are checked (for a caller whose token is correctly signed). `read_ahead` says
+    whether it began any."""
 
-    def read_ahead(self, ctx: RequestContext, account_id: str, args: list[str]) -> None: ...
+    def read_ahead(self, ctx: RequestContext, account_id: str, args: list[str]) -> bool: ...
 
 
 def collection_or_item(

@@ -53,14 +53,15 @@ class ConnectivityResource:
     def allowed_methods(self, args: list[str]) -> tuple[str, ...] | None:
         return collection_or_item(args, COLLECTION_METHODS, ITEM_METHODS)
 
-    def read_ahead(self, ctx: RequestContext, account_id: str, args: list[str]) -> None:
+    def read_ahead(self, ctx: RequestContext, account_id: str, args: list[str]) -> bool:
         """A write that may add DIDs, or a PATCH (whose stored numbers are checked
         again), starts its DID check's reads now (stores/connectivity.py)."""
         writes = ctx.method == "PUT" if not args else ctx.method in ("POST", "PATCH")
-        if writes and len(args) <= 1:
-            services = ctx.request.app[SERVICES]
-            merges = ctx.method == "PATCH"
-            services.connectivity.read_ahead(account_db(account_id), ctx.data, merges=merges)
+        if not writes or len(args) > 1:
+            return False
+        services = ctx.request.app[SERVICES]
+        merges = ctx.method == "PATCH"
+        return services.connectivity.read_ahead(account_db(account_id), ctx.data, merges=merges)
 
     async def execute(self, ctx: RequestContext, args: list[str]) -> web.StreamResponse:
         services = ctx.request.app[SERVICES]
