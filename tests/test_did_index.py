@@ -431,6 +431,33 @@ async def test_beside_other_writers_a_check_reads_the_changes_without_asking_fir
     assert _database_probes(proxy, account.db) == probes + 1
 
 
+async def test_a_database_first_read_holding_others_docs_is_read_again_without_asking(
+    proxied_api, proxy, couch: CouchClient, make_account
+):
+    """A database that already held docs besides the account's own when its index was
+    first read is written by others too (KAZOO's apps, a replication): the next check
+    goes straight to the changes, where asking first would have cost a request more each
+    time it found their writes. One that held nothing else is asked first, as the
+    arithmetic of our own saves then usually answers."""
+    shared = await make_account("Held docs before")
+    await couch.put_doc(shared.db, {"_id": new_id(), "pvt_type": "device"})
+    await _indexed(proxied_api, shared)
+    await couch.put_doc(shared.db, {"_id": new_id(), "pvt_type": "device"})
+    probes = _database_probes(proxy, shared.db)
+    reads = len(_changes_reads(proxy, shared.db))
+    await create_trunk(proxied_api, shared, routing_trunk([fresh_number()]))
+    assert _database_probes(proxy, shared.db) == probes
+    assert len(_changes_reads(proxy, shared.db)) == reads + 1
+
+    fresh = await make_account("Nothing held before")
+    await _indexed(proxied_api, fresh)
+    probes = _database_probes(proxy, fresh.db)
+    reads = len(_changes_reads(proxy, fresh.db))
+    await create_trunk(proxied_api, fresh, routing_trunk([fresh_number()]))
+    assert _database_probes(proxy, fresh.db) == probes + 1
+    assert len(_changes_reads(proxy, fresh.db)) == reads
+
+
 async def test_a_first_write_takes_its_account_doc_from_its_index_read(
     proxied_api, proxy, make_account
 ):

@@ -12,8 +12,9 @@ sequence it last applied: the check sees what every writer (KAZOO, another insta
 replication) stored before it began, and costs what changed since, not what the account
 holds. When nothing but our own saves has happened since (the database's update
 sequence is exactly ours ahead), one `GET /{db}` replaces the changes read; once a read
-finds that others wrote too (KAZOO's apps write into the same database), the next goes
-straight to the changes, since asking first would only say so (README, Performance).
+finds that others wrote too (KAZOO's apps write into the same database), or the first
+read finds docs we did not see written, the next goes straight to the changes, since
+asking first would likely only say so (README, Performance).
 
 The account's own doc lives in the same database, so these reads also come across it:
 they pass it on (`AccountDocs`, cache/accounts.py), and a first write into an account
@@ -141,6 +142,15 @@ class _Index:
         if isinstance(holders, str):
             return holders
         return next((owner for owner in sorted(holders) if owner != doc_id), None)
+
+    def is_content(self, row: Json) -> bool:
+        """Whether a change is of a doc other than the account's own and design docs."""
+        doc_id = row.get("id")
+        return (
+            isinstance(doc_id, str)
+            and not doc_id.startswith("_design/")
+            and doc_id != self.account_id
+        )
 
     def apply_row(self, row: Json) -> Json | None:
         """Applies one change; returns it when it is the account doc's."""
@@ -289,6 +299,7 @@ class DidIndex:
             return
         seq_at_start, ours_at_start = index.seq, index.ours
         account_row: Json | None = None
+        holds_content = False
         while True:
             try:
                 result = await self._client.changes(
@@ -299,12 +310,20 @@ class DidIndex:
             rows = result.get("results") or []
             for row in rows:
                 account_row = index.apply_row(row) or account_row
+                holds_content = holds_content or index.is_content(row)
             index.seq = result.get("last_seq", index.seq)
             if self._over_budget(index):
                 return
             if len(rows) < SLICE:
                 break
-        if quiet and seq_at_start != "0" and index.flights == flights:
+        if seq_at_start == "0":
+            # Docs besides the account's own and the design docs were written before we
+            # followed the database, by others (KAZOO's apps, a replication) or by an
+            # earlier run: the next check reads the changes without asking first, since
+            # a probe that finds theirs costs a request more; its read then tells whether
+            # only ours came since (README, Performance).
+            index.others_wrote = holds_content
+        elif quiet and index.flights == flights:
             # Moved by more than our saves: others write here, the probe would say so.
             moved = seq_number(index.seq) - seq_number(seq_at_start)
             index.others_wrote = moved != ours_at_start
