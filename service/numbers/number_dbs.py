@@ -1,7 +1,8 @@
 """Which number databases exist, read afresh and shared by concurrent writers.
 
 A trunk's DIDs fall in many `numbers/+1NPA` databases, most of which do not exist; one
-`_all_dbs` listing tells which do, instead of a read of each. The listing must be fresh:
+listing tells which do, instead of a read of each (on Apache CouchDB mostly answered by
+the info of its `_dbs`: couchdb/db_listing.py). The listing must be fresh:
 a number database replicated in from KAZOO a moment ago holds owners a write must see
 (docs/kazoo-compatibility.md §11.3). Concurrent writers share the next listing
 (couchdb/fresh_reads.py), so under load it costs one request per round trip rather than
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from service.couchdb.client import CouchClient
+from service.couchdb.db_listing import DatabaseListing
 from service.couchdb.fresh_reads import FreshReads
 from service.numbers.rules import NUMBERS_DB_PREFIX
 
@@ -28,6 +30,7 @@ _RANGE_END = NUMBERS_DB_PREFIX + "\ufff0"
 class NumberDbs:
     def __init__(self, client: CouchClient) -> None:
         self.client = client
+        self._database_listing = DatabaseListing(client)
         self._listings: FreshReads[frozenset[str]] = FreshReads(self._list, "number databases")
         self._last: frozenset[str] = frozenset()
 
@@ -49,6 +52,6 @@ class NumberDbs:
         self._listings.read_ahead()
 
     async def _list(self) -> frozenset[str]:
-        names = frozenset(await self.client.all_dbs(startkey=NUMBERS_DB_PREFIX, endkey=_RANGE_END))
+        names = await self._database_listing.names(NUMBERS_DB_PREFIX, _RANGE_END)
         self._last = names
         return names
