@@ -7,6 +7,8 @@ about half of what `_all_dbs` costs it.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import APACHE_COUCH_URL, requires_apache_couch
 from faultproxy import FaultProxy
@@ -82,3 +84,33 @@ async def test_where_node_is_not_served_each_listing_is_one_all_dbs_read(proxy: 
         await listing.names(start, end)
         await listing.names(start, end)
         assert _sent_since(proxy, mark) == ["/_all_dbs", "/_all_dbs"]
+
+
+@requires_apache_couch
+async def test_a_node_that_fails_or_does_not_answer_turns_the_listing_to_all_dbs(
+    proxy: FaultProxy, couch: CouchClient
+):
+    """On a cluster the named node may die or be cut off while the others answer: the
+    listing is then an `_all_dbs` read, as exact, and the node's name is asked again."""
+    start, end = _range()
+    other = start + "x"
+    async with CouchClient(proxy.url) as client:
+        listing = DatabaseListing(client)
+        await listing.names(start, end)
+        await couch.create_db(other)
+        try:
+            proxy.inject("respond", path_contains="/_node/", status=500)
+            mark = len(proxy.seen)
+            assert await listing.names(start, end) == {other}
+            assert _sent_since(proxy, mark)[-1] == "/_all_dbs"
+
+            proxy.inject("delay_request", path_contains="/_dbs", delay=10.0)
+            began = time.monotonic()
+            assert await listing.names(start, end) == {other}
+            assert time.monotonic() - began < 6.0
+            mark = len(proxy.seen)
+            await listing.names(start, end)
+            assert _sent_since(proxy, mark)[0] == "/_node/_local"
+        finally:
+            proxy.clear()
+            await couch.delete_db(other)

@@ -13,8 +13,8 @@ node's copy of `_dbs` counts its own sequence. Its name is asked once (`GET /_no
 
 Where `_node` is not served (the embedded server, whose `_all_dbs` is a read of an
 in-memory list anyway) or not allowed (credentials without server-admin rights), every
-listing is one `_all_dbs` read, as before; so is one while the named node does not answer
-(its name is then asked again next time).
+listing is one `_all_dbs` read, as before; so is one the named node does not answer within
+3 s (its name is then asked again next time).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+
 from service.couchdb.client import (
     CouchClient,
     CouchError,
-    CouchFault,
     CouchUnreachable,
     encode_view_params,
 )
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # The node whose `_dbs` is read is not known yet.
 _UNRESOLVED = ""
+# A node cut off from the one answering holds a request until Erlang gives it up (about a
+# minute): the listing turns to `_all_dbs` well before, and a write waits this long once.
+_NODE_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 
 
 class DatabaseListing:
@@ -51,10 +55,10 @@ class DatabaseListing:
             node = await self._node_name()
             if node is not None:
                 return await self._from_node(node, startkey, endkey)
-        except CouchUnreachable as exc:
-            if not isinstance(exc, CouchFault):
-                raise  # CouchDB itself is out of reach: so is `_all_dbs`
-            # That node is down, the others may answer: ask which one next time.
+        except CouchUnreachable:
+            # That node may be down or cut off while the others answer: `_all_dbs` tells
+            # (or fails as well, when CouchDB itself is out of reach), and the node's name
+            # is asked again next time.
             self._node = _UNRESOLVED
             self._listed.clear()
         except CouchError:
@@ -65,14 +69,14 @@ class DatabaseListing:
 
     async def _node_name(self) -> str | None:
         if self._node == _UNRESOLVED:
-            status, body = await self.client.request("GET", "_node/_local")
+            status, body = await self.client.request("GET", "_node/_local", timeout=_NODE_TIMEOUT)
             name = body.get("name") if isinstance(body, dict) else None
             self._node = name if status == 200 and isinstance(name, str) and name else None
         return self._node
 
     async def _from_node(self, node: str, startkey: str, endkey: str) -> frozenset[str]:
         shards = f"_node/{quote(node, safe='@')}/_dbs"
-        status, info = await self.client.request("GET", shards)
+        status, info = await self.client.request("GET", shards, timeout=_NODE_TIMEOUT)
         if status != 200 or not isinstance(info, dict):
             raise CouchError(f"GET /{shards}: HTTP {status}", status=status)
         version = (info.get("uuid"), info.get("update_seq"))
@@ -81,7 +85,9 @@ class DatabaseListing:
             return listed[1]
         params = encode_view_params({"startkey": startkey, "endkey": endkey})
         params["update_seq"] = "true"
-        status, body = await self.client.request("GET", f"{shards}/_all_docs", params=params)
+        status, body = await self.client.request(
+            "GET", f"{shards}/_all_docs", params=params, timeout=_NODE_TIMEOUT
+        )
         if status != 200 or not isinstance(body, dict):
             raise CouchError(f"GET /{shards}/_all_docs: HTTP {status}", status=status)
         names = frozenset(str(row["id"]) for row in body.get("rows") or [])
