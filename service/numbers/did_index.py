@@ -143,15 +143,6 @@ class _Index:
             return holders
         return next((owner for owner in sorted(holders) if owner != doc_id), None)
 
-    def is_content(self, row: Json) -> bool:
-        """Whether a change is of a doc other than the account's own and design docs."""
-        doc_id = row.get("id")
-        return (
-            isinstance(doc_id, str)
-            and not doc_id.startswith("_design/")
-            and doc_id != self.account_id
-        )
-
     def apply_row(self, row: Json) -> Json | None:
         """Applies one change; returns it when it is the account doc's."""
         doc_id = row.get("id")
@@ -299,7 +290,6 @@ class DidIndex:
             return
         seq_at_start, ours_at_start = index.seq, index.ours
         account_row: Json | None = None
-        holds_content = False
         while True:
             try:
                 result = await self._client.changes(
@@ -310,7 +300,6 @@ class DidIndex:
             rows = result.get("results") or []
             for row in rows:
                 account_row = index.apply_row(row) or account_row
-                holds_content = holds_content or index.is_content(row)
             index.seq = result.get("last_seq", index.seq)
             if self._over_budget(index):
                 return
@@ -321,8 +310,8 @@ class DidIndex:
             # followed the database, by others (KAZOO's apps, a replication) or by an
             # earlier run: the next check reads the changes without asking first, since
             # a probe that finds theirs costs a request more; its read then tells whether
-            # only ours came since (README, Performance).
-            index.others_wrote = holds_content
+            # only ours came since (README, Performance). `docs` holds exactly those.
+            index.others_wrote = bool(index.docs)
         elif quiet and index.flights == flights:
             # Moved by more than our saves: others write here, the probe would say so.
             moved = seq_number(index.seq) - seq_number(seq_at_start)
