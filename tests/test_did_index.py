@@ -491,3 +491,50 @@ async def test_a_first_write_takes_its_account_doc_from_its_index_read(
     reads = [path for method, path in proxy.seen[start:] if method == "GET"]
     assert account_doc not in [path.split("?")[0] for path in reads], reads
     assert _changes_reads(proxy, account.db)
+
+
+async def test_reads_that_meet_only_our_saves_fetch_just_the_docs_of_others(
+    proxy, couch: CouchClient, make_account
+):
+    """Beside our own writes in flight, a check reads the changes: once one has met only
+    our acknowledged saves (already in the index), the next asks for ids and revisions
+    alone and fetches just the docs it does not know, so a doc stored straight into
+    CouchDB meanwhile is still seen at once (README, Performance)."""
+    account = await make_account("Ids first")
+    name = account.db.replace("/", "%2F")
+    async with CouchClient(proxy.url) as through_proxy:
+        index = DidIndex(through_proxy)
+        assert await index.conflicts(account.db, "x", []) == {}
+
+        async def ours() -> None:
+            doc = {
+                "_id": new_id(),
+                "pvt_type": "sys_info",
+                "servers": [{"DIDs": {fresh_number(): {}}}],
+            }
+            index.flying(account.db)
+            saved = await couch.put_doc(account.db, doc)
+            index.landed(account.db, doc["_id"], {**doc, "_rev": saved.rev})
+
+        # A write of ours stays in flight throughout: every check reads the changes.
+        index.flying(account.db)
+        await ours()
+        await index.conflicts(account.db, "x", [])  # meets only our save
+        number = fresh_number()
+        theirs = {"_id": new_id(), "pvt_type": "sys_info", "servers": [{"DIDs": {number: {}}}]}
+        await couch.put_doc(account.db, theirs)
+        await ours()
+        proxy.seen.clear()
+        assert await index.conflicts(account.db, "x", [number]) == {number: theirs["_id"]}
+        reads = [path for _method, path in proxy.seen if f"{name}/_changes" in path]
+        fetches = [path for method, path in proxy.seen if method == "POST" and "_all_docs" in path]
+        assert len(reads) == 1 and "include_docs" not in reads[0], proxy.seen
+        assert len(fetches) == 1, proxy.seen
+
+        # Theirs came in that read: the next one takes the docs along again.
+        await ours()
+        proxy.seen.clear()
+        await index.conflicts(account.db, "x", [])
+        reads = [path for _method, path in proxy.seen if f"{name}/_changes" in path]
+        assert len(reads) == 1 and "include_docs=true" in reads[0], proxy.seen
+        assert not [path for _method, path in proxy.seen if "_all_docs" in path]

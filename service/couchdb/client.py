@@ -395,31 +395,40 @@ class CouchClient:
 
         Missing and deleted ids are simply absent from the answer.
         """
+        rows = await self._keyed_rows(db, doc_ids, include_docs=True)
+        return {row["id"]: row["doc"] for row in rows if isinstance(row.get("doc"), dict)}
+
+    async def current_docs(self, db: str, doc_ids: list[str]) -> dict[str, tuple[str, Json | None]]:
+        """(current revision, doc or None when deleted) of each of `doc_ids` that exists
+        or existed, by id, in one `_all_docs` round trip."""
+        found: dict[str, tuple[str, Json | None]] = {}
+        for row in await self._keyed_rows(db, doc_ids, include_docs=True):
+            value = row.get("value")
+            if isinstance(value, dict) and isinstance(value.get("rev"), str):
+                doc = row.get("doc")
+                found[row["id"]] = (value["rev"], doc if isinstance(doc, dict) else None)
+        return found
+
+    async def revisions(self, db: str, doc_ids: list[str]) -> dict[str, str]:
+        """The current revision of each of `doc_ids` that exists or existed (a deleted
+        doc's tombstone included), by id, in one `_all_docs` round trip."""
+        return {
+            row["id"]: row["value"]["rev"]
+            for row in await self._keyed_rows(db, doc_ids, include_docs=False)
+            if isinstance(row.get("value"), dict) and "rev" in row["value"]
+        }
+
+    async def _keyed_rows(self, db: str, doc_ids: list[str], *, include_docs: bool) -> list[Json]:
         status, body = await self.request(
             "POST",
             f"{quote_db(db)}/_all_docs",
-            params={"include_docs": "true"},
+            params={"include_docs": "true"} if include_docs else None,
             body={"keys": doc_ids},
         )
         _raise_not_found(status, body, db, None)
         _expect(status, body, (200,), f"POST /{db}/_all_docs")
         rows = body.get("rows", []) if isinstance(body, dict) else []
-        return {row["id"]: row["doc"] for row in rows if isinstance(row.get("doc"), dict)}
-
-    async def revisions(self, db: str, doc_ids: list[str]) -> dict[str, str]:
-        """The current revision of each of `doc_ids` that exists or existed (a deleted
-        doc's tombstone included), by id, in one `_all_docs` round trip."""
-        status, body = await self.request(
-            "POST", f"{quote_db(db)}/_all_docs", body={"keys": doc_ids}
-        )
-        _raise_not_found(status, body, db, None)
-        _expect(status, body, (200,), f"POST /{db}/_all_docs")
-        rows = body.get("rows", []) if isinstance(body, dict) else []
-        return {
-            row["id"]: row["value"]["rev"]
-            for row in rows
-            if isinstance(row.get("value"), dict) and "rev" in row["value"]
-        }
+        return [row for row in rows if isinstance(row, dict)]
 
     async def all_docs(self, db: str, **params: Any) -> Json:
         """`GET /{db}/_all_docs` with view-style parameters (JSON-encoded keys)."""

@@ -100,6 +100,14 @@ class _Index:
     lost_at: float = 0.0
     # The last read found writes that were not ours: the next one skips `GET /{db}`.
     others_wrote: bool = False
+    # The last changes read came across docs that were not our acknowledged saves: the
+    # next one asks for the docs along (theirs likely come in runs); otherwise it reads
+    # ids and revisions only, and fetches just the docs it does not know.
+    strangers: bool = True
+    # Our acknowledged saves not yet met in a changes read: doc id -> (revision, the
+    # number of reads begun when it landed). Their rows are skipped: `landed` applied them.
+    landed_revs: dict[str, tuple[str, int]] = field(default_factory=dict)
+    reads_begun: int = 0
     # Reads of what changed, shared by the checks that wait for the same one.
     reads: FreshReads[None] | None = None
 
@@ -135,6 +143,18 @@ class _Index:
             elif not holders:
                 del self.owners[key]
 
+    def is_ours(self, row: Json) -> bool:
+        """Whether a changes row is one of our acknowledged saves (already applied)."""
+        doc_id = row.get("id")
+        landed = self.landed_revs.pop(doc_id, None) if isinstance(doc_id, str) else None
+        return landed is not None and landed[0] == row_revision(row)
+
+    def forget_landed_before(self, read: int) -> None:
+        """Saves that landed before read number `read` began have their rows in it (or
+        in an earlier one): none is left to be recognised."""
+        for doc_id in [d for d, (_rev, at) in self.landed_revs.items() if at < read]:
+            del self.landed_revs[doc_id]
+
     def other_owner(self, number: str, doc_id: str) -> str | None:
         holders = self.owners.get(number_key(number))
         if holders is None or holders == doc_id:
@@ -153,13 +173,8 @@ class _Index:
             self.account_rev = account.get("_rev") if account is not None else None
             return row
         doc = row.get("doc")
-        if isinstance(doc, dict):
-            rev = doc.get("_rev")
-        else:
-            changes = row.get("changes")
-            rev = changes[0].get("rev") if isinstance(changes, list) and changes else None
         numbers = frozenset() if row.get("deleted") else routed_numbers(doc)
-        self.set_doc(doc_id, revision_number(rev), numbers)
+        self.set_doc(doc_id, revision_number(row_revision(row)), numbers)
         return None
 
 
@@ -248,7 +263,10 @@ class DidIndex:
         index.flying = max(0, index.flying - 1)
         index.ours += 1
         if doc is not None:
-            index.set_doc(doc_id, revision_number(doc.get("_rev")), routed_numbers(doc))
+            rev = doc.get("_rev")
+            index.set_doc(doc_id, revision_number(rev), routed_numbers(doc))
+            if isinstance(rev, str):
+                index.landed_revs[doc_id] = (rev, index.reads_begun)
             self._over_budget(index)
 
     def lost(self, db: str) -> None:
@@ -289,22 +307,44 @@ class DidIndex:
             self._account_unchanged(index, mark)
             return
         seq_at_start, ours_at_start = index.seq, index.ours
+        index.reads_begun += 1
+        began = index.reads_begun
+        # Mostly our own saves, already applied, come back: read ids and revisions, and
+        # fetch only the docs not known (README, Performance). With the docs when others'
+        # are likely there: a first read, one after a read that met theirs, or one the
+        # probe just found others' writes for.
+        with_docs = seq_at_start == "0" or index.strangers or probe
+        strangers = False
         account_row: Json | None = None
         while True:
             try:
                 result = await self._client.changes(
-                    index.db, since=index.seq, limit=SLICE, include_docs=True
+                    index.db, since=index.seq, limit=SLICE, include_docs=with_docs
                 )
+                rows = result.get("results") or []
+                unknown: list[Json] = []
+                for row in rows:
+                    doc_id = row.get("id")
+                    if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
+                        continue
+                    if index.is_ours(row):
+                        continue
+                    strangers = True
+                    if with_docs or row.get("deleted"):
+                        account_row = index.apply_row(row) or account_row
+                    else:
+                        unknown.append(row)
+                for row in await self._with_docs(index.db, unknown):
+                    account_row = index.apply_row(row) or account_row
             except DatabaseNotFound:
                 return
-            rows = result.get("results") or []
-            for row in rows:
-                account_row = index.apply_row(row) or account_row
             index.seq = result.get("last_seq", index.seq)
             if self._over_budget(index):
                 return
             if len(rows) < SLICE:
                 break
+        index.forget_landed_before(began)
+        index.strangers = strangers
         if seq_at_start == "0":
             # Docs besides the account's own and the design docs were written before we
             # followed the database, by others (KAZOO's apps, a replication) or by an
@@ -324,6 +364,26 @@ class DidIndex:
         elif self._account_docs is not None and index.account_id is not None:
             self._account_docs.seen(mark, index.account_id, live_doc(account_row))
 
+    async def _with_docs(self, db: str, rows: list[Json]) -> list[Json]:
+        """`rows` (changes rows without docs) as rows with their docs, each doc as it
+        stands now: a later revision than the row's is applied as well (set_doc keeps
+        the latest), and a doc gone since reads as deleted."""
+        if not rows:
+            return []
+        current = await self._client.current_docs(db, [str(row["id"]) for row in rows])
+        with_docs = []
+        for row in rows:
+            rev, doc = current.get(row["id"], (None, None))
+            if rev is None:
+                # Purged since: nothing of it routes a number any more.
+                with_docs.append({"id": row["id"], "changes": row.get("changes"), "deleted": True})
+            else:
+                deleted = doc is None or bool(doc.get("_deleted"))
+                with_docs.append(
+                    {"id": row["id"], "changes": [{"rev": rev}], "deleted": deleted, "doc": doc}
+                )
+        return with_docs
+
     def _account_unchanged(self, index: _Index, mark: object) -> None:
         if self._account_docs is not None and index.account_id and index.account_rev:
             self._account_docs.unchanged(mark, index.account_id, index.account_rev)
@@ -341,6 +401,8 @@ class DidIndex:
             return False
         index.seq = update_seq
         index.ours = 0
+        # Their rows are behind `seq` now: no read will come across them.
+        index.landed_revs.clear()
         return True
 
     # -- memory ------------------------------------------------------------------------
@@ -376,6 +438,7 @@ class DidIndex:
             self._total -= self._counted.pop(index.db, 0)
         index.docs.clear()
         index.owners.clear()
+        index.landed_revs.clear()
 
     def stop(self) -> None:
         for index in list(self._indexes.values()):
@@ -395,6 +458,15 @@ def number_key(number: str) -> Key:
     if number.startswith("+") and digits.isdigit() and digits[0] != "0" and len(digits) < 19:
         return int(digits)
     return number
+
+
+def row_revision(row: Json) -> Any:
+    """The revision a changes row stands for: its doc's, or the row's leaf."""
+    doc = row.get("doc")
+    if isinstance(doc, dict):
+        return doc.get("_rev")
+    changes = row.get("changes")
+    return changes[0].get("rev") if isinstance(changes, list) and changes else None
 
 
 def revision_number(rev: Any) -> int:
