@@ -500,18 +500,43 @@ async def test_reads_that_meet_only_our_saves_fetch_just_the_docs_of_others(
     our acknowledged saves (already in the index), the next asks for ids and revisions
     alone and fetches just the docs it does not know, so a doc stored straight into
     CouchDB meanwhile is still seen at once (README, Performance)."""
+    reads, fetches, next_reads = await _reads_beside_our_saves(proxy, couch, make_account, True)
+    assert len(reads) == 1 and "include_docs" not in reads[0], reads
+    assert len(fetches) == 1, fetches
+    # Theirs came in that read: the next one takes the docs along again.
+    assert len(next_reads) == 1 and "include_docs=true" in next_reads[0], next_reads
+
+
+async def test_ids_first_reads_are_for_apache_couchdb_only(proxy, couch: CouchClient, make_account):
+    """The embedded server keeps each change's doc in its by-sequence store: there the
+    docs come along with every read, as cheap as without them (README, Performance)."""
+    vendor = (await couch.welcome())["vendor"]["name"]
+    reads, fetches, _next = await _reads_beside_our_saves(proxy, couch, make_account, None)
+    if vendor == "The Apache Software Foundation":
+        assert "include_docs" not in reads[0] and len(fetches) == 1
+    else:
+        assert "include_docs=true" in reads[0] and not fetches
+
+
+async def _reads_beside_our_saves(
+    proxy: FaultProxy, couch: CouchClient, make_account: Any, ids_first: bool | None
+) -> tuple[list[str], list[str], list[str]]:
+    """The changes reads and `_all_docs` fetches of a check after a read that met only
+    our saves, when a doc of others' was stored straight into CouchDB since; then the
+    changes reads of the check after it."""
     account = await make_account("Ids first")
     name = account.db.replace("/", "%2F")
+
+    def changes_reads() -> list[str]:
+        return [path for _method, path in proxy.seen if f"{name}/_changes" in path]
+
     async with CouchClient(proxy.url) as through_proxy:
-        index = DidIndex(through_proxy)
+        index = DidIndex(through_proxy, ids_first=ids_first)
         assert await index.conflicts(account.db, "x", []) == {}
 
         async def ours() -> None:
-            doc = {
-                "_id": new_id(),
-                "pvt_type": "sys_info",
-                "servers": [{"DIDs": {fresh_number(): {}}}],
-            }
+            dids = {fresh_number(): {}}
+            doc = {"_id": new_id(), "pvt_type": "sys_info", "servers": [{"DIDs": dids}]}
             index.flying(account.db)
             saved = await couch.put_doc(account.db, doc)
             index.landed(account.db, doc["_id"], {**doc, "_rev": saved.rev})
@@ -526,15 +551,9 @@ async def test_reads_that_meet_only_our_saves_fetch_just_the_docs_of_others(
         await ours()
         proxy.seen.clear()
         assert await index.conflicts(account.db, "x", [number]) == {number: theirs["_id"]}
-        reads = [path for _method, path in proxy.seen if f"{name}/_changes" in path]
+        reads = changes_reads()
         fetches = [path for method, path in proxy.seen if method == "POST" and "_all_docs" in path]
-        assert len(reads) == 1 and "include_docs" not in reads[0], proxy.seen
-        assert len(fetches) == 1, proxy.seen
-
-        # Theirs came in that read: the next one takes the docs along again.
         await ours()
         proxy.seen.clear()
         await index.conflicts(account.db, "x", [])
-        reads = [path for _method, path in proxy.seen if f"{name}/_changes" in path]
-        assert len(reads) == 1 and "include_docs=true" in reads[0], proxy.seen
-        assert not [path for _method, path in proxy.seen if "_all_docs" in path]
+        return reads, fetches, changes_reads()

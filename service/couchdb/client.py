@@ -439,6 +439,12 @@ class CouchClient:
         _expect(status, body, (200,), f"GET /{db}/_all_docs")
         return dict(body)
 
+    async def welcome(self) -> Json:
+        """`GET /`: the server's version and vendor."""
+        status, body = await self.request("GET", "")
+        _expect(status, body, (200,), "GET /")
+        return dict(body)
+
     async def db_info(self, db: str) -> Json:
         status, body = await self.request("GET", quote_db(db))
         _raise_not_found(status, body, db, None)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from service.couchdb.client import CouchClient, DatabaseNotFound
+from service.couchdb.client import CouchClient, CouchError, DatabaseNotFound
 from service.couchdb.fresh_reads import FreshReads
 from service.kazoo.ids import account_id_from_db
 from service.numbers.dids import routed_numbers
@@ -56,6 +56,8 @@ Key = int | str
 # Docs per `_changes` read: a big account is read in slices, each reduced to numbers
 # before the next, so that its docs are never all decoded at once.
 SLICE = 500
+# What Apache CouchDB's `GET /` names as its vendor.
+APACHE_VENDOR = "The Apache Software Foundation"
 # An account too big for the numbers budget is left to the view for this long.
 TOO_BIG_SECONDS = 600.0
 
@@ -186,9 +188,15 @@ class DidIndex:
         max_dbs: int = 10_000,
         max_numbers: int = 400_000,
         account_docs: AccountDocs | None = None,
+        ids_first: bool | None = None,
     ) -> None:
         self._client = client
         self._account_docs = account_docs
+        # Whether a changes read may ask for ids and revisions alone: where the docs
+        # cost the server a read each (Apache CouchDB). The embedded server keeps them
+        # in its by-sequence store and spent more with the ids-first reads than without
+        # (README, Performance). None: asked of the server at the first read.
+        self._ids_first = ids_first
         # 0: nothing is indexed, every check asks the view.
         self._max_dbs = max_dbs
         self._max_numbers = max_numbers
@@ -313,7 +321,7 @@ class DidIndex:
         # fetch only the docs not known (README, Performance). With the docs when others'
         # are likely there: a first read, one after a read that met theirs, or one the
         # probe just found others' writes for.
-        with_docs = seq_at_start == "0" or index.strangers or probe
+        with_docs = seq_at_start == "0" or index.strangers or probe or not await self._ask_ids()
         strangers = False
         account_row: Json | None = None
         while True:
@@ -363,6 +371,17 @@ class DidIndex:
             self._account_unchanged(index, mark)
         elif self._account_docs is not None and index.account_id is not None:
             self._account_docs.seen(mark, index.account_id, live_doc(account_row))
+
+    async def _ask_ids(self) -> bool:
+        if self._ids_first is None:
+            try:
+                welcome = await self._client.welcome()
+            except CouchError:
+                return False  # asked again at the next read
+            vendor = welcome.get("vendor")
+            name = vendor.get("name") if isinstance(vendor, dict) else None
+            self._ids_first = name == APACHE_VENDOR
+        return self._ids_first
 
     async def _with_docs(self, db: str, rows: list[Json]) -> list[Json]:
         """`rows` (changes rows without docs) as rows with their docs, each doc as it
