@@ -147,8 +147,7 @@ class _Index:
 
     def is_ours(self, row: Json) -> bool:
         """Whether a changes row is one of our acknowledged saves (already applied)."""
-        doc_id = row.get("id")
-        landed = self.landed_revs.pop(doc_id, None) if isinstance(doc_id, str) else None
+        landed = self.landed_revs.pop(row["id"], None)
         return landed is not None and landed[0] == row_revision(row)
 
     def forget_landed_before(self, read: int) -> None:
@@ -166,10 +165,9 @@ class _Index:
         return next((owner for owner in sorted(holders) if owner != doc_id), None)
 
     def apply_row(self, row: Json) -> Json | None:
-        """Applies one change; returns it when it is the account doc's."""
-        doc_id = row.get("id")
-        if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
-            return None
+        """Applies one change (not a design doc's: `routes_nothing`); returns it when it
+        is the account doc's."""
+        doc_id = row["id"]
         if doc_id == self.account_id:
             account = live_doc(row)
             self.account_rev = account.get("_rev") if account is not None else None
@@ -332,10 +330,7 @@ class DidIndex:
                 rows = result.get("results") or []
                 unknown: list[Json] = []
                 for row in rows:
-                    doc_id = row.get("id")
-                    if not isinstance(doc_id, str) or doc_id.startswith("_design/"):
-                        continue
-                    if index.is_ours(row):
+                    if routes_nothing(row) or index.is_ours(row):
                         continue
                     strangers = True
                     if with_docs or row.get("deleted"):
@@ -395,12 +390,10 @@ class DidIndex:
             rev, doc = current.get(row["id"], (None, None))
             if rev is None:
                 # Purged since: nothing of it routes a number any more.
-                with_docs.append({"id": row["id"], "changes": row.get("changes"), "deleted": True})
+                with_docs.append({**row, "deleted": True})
             else:
                 deleted = doc is None or bool(doc.get("_deleted"))
-                with_docs.append(
-                    {"id": row["id"], "changes": [{"rev": rev}], "deleted": deleted, "doc": doc}
-                )
+                with_docs.append({**row, "changes": [{"rev": rev}], "deleted": deleted, "doc": doc})
         return with_docs
 
     def _account_unchanged(self, index: _Index, mark: object) -> None:
@@ -477,6 +470,12 @@ def number_key(number: str) -> Key:
     if number.startswith("+") and digits.isdigit() and digits[0] != "0" and len(digits) < 19:
         return int(digits)
     return number
+
+
+def routes_nothing(row: Json) -> bool:
+    """A changes row no check needs: a design doc's, or one without an id."""
+    doc_id = row.get("id")
+    return not isinstance(doc_id, str) or doc_id.startswith("_design/")
 
 
 def row_revision(row: Json) -> Any:
